@@ -1,0 +1,52 @@
+"""Classify images with a HarDNet: top-5 ImageNet classes with probabilities."""
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from typing import List, Optional
+
+import torch
+
+from ..inference import classify_images, create_classifier_model
+
+_logger = logging.getLogger('hardnet.classify')
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Print the top-k ImageNet classes of each image, using the model\'s timm preprocessing.')
+    parser.add_argument('images', nargs='+', help='image files (any format PIL reads)')
+    parser.add_argument('--model', default='hardnet68',
+                        help='timm model name, e.g. hardnet39ds, hardnet68ds, hardnet68, hardnet85 (default: %(default)s)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='local weights: a published-format file (base.N keys) or one saved by our tools; '
+                             'without it the published weights are downloaded (SHA-256 checked, cached)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='torch device (default: %(default)s)')
+    parser.add_argument('--topk', type=int, default=5, help='classes to show per image (default: %(default)s)')
+    parser.add_argument('--output', default=None, help='also write the predictions as JSON to this file')
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        model = create_classifier_model(args.model, args.checkpoint, args.device)
+        results = classify_images(model, args.images, topk=args.topk)
+    except (RuntimeError, ValueError, FileNotFoundError, KeyError) as e:
+        _logger.error('%s', e)
+        return 2
+    for path, predictions in zip(args.images, results):
+        print(path)
+        for rank, p in enumerate(predictions, 1):
+            print(f'  {rank}. {p.probability:6.2%}  {p.name}  (class {p.index})')
+    if args.output:
+        with open(args.output, 'w') as f:
+            json.dump({path: [asdict(p) for p in preds] for path, preds in zip(args.images, results)}, f, indent=2)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Image classification with a HarDNet (or any timm) model: model loading and top-k prediction."""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import timm
+import torch
+import torch.nn as nn
+from PIL import Image, UnidentifiedImageError
+from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
+
+from .hub import load_checkpoint_file
+
+__all__ = ['Prediction', 'create_classifier_model', 'classify_images', 'load_rgb_image']
+
+
+@dataclass
+class Prediction:
+    """One of the top-k classes for an image."""
+    index: int
+    name: str
+    probability: float
+
+
+def _num_classes_in(state_dict: dict) -> Optional[int]:
+    weights = [v for k, v in state_dict.items()
+               if k.endswith('classifier.weight') or k.endswith('fc.weight') or k.endswith('.3.weight')]
+    return int(weights[-1].shape[0]) if weights else None
+
+
+def create_classifier_model(
+        model_name: str,
+        checkpoint: Optional[Union[str, Path]] = None,
+        device: Union[str, torch.device] = 'cpu',
+) -> nn.Module:
+    """Build ``model_name`` in eval mode with real weights.
+
+    Args:
+        model_name: a timm model name (``hardnet68``, ...).
+        checkpoint: local file in the published ``base.N`` layout or ours (a bare state dict or a
+            training checkpoint with a ``model`` entry). Without it, the published weights are
+            downloaded (verified by SHA-256 and cached).
+        device: where to put the model.
+
+    Raises:
+        RuntimeError: no weights could be obtained (offline without ``checkpoint``), or the
+            checkpoint is unreadable or does not fit the model.
+    """
+    if checkpoint is None:
+        try:
+            model = timm.create_model(model_name, pretrained=True)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f'{model_name} has no weights available here: {e}\n'
+                f'Pass a local checkpoint with --checkpoint PATH; a model with random weights '
+                f'would give meaningless predictions.') from e
+    else:
+        state_dict = load_checkpoint_file(checkpoint)
+        for key in ('model_ema', 'state_dict', 'model'):
+            if isinstance(state_dict.get(key), dict):
+                state_dict = state_dict[key]
+                break
+        num_classes = _num_classes_in(state_dict) or 1000
+        model = timm.create_model(
+            model_name, pretrained=True, num_classes=num_classes,
+            pretrained_cfg_overlay=dict(state_dict=state_dict, num_classes=num_classes))
+    return model.to(device).eval()
+
+
+def load_rgb_image(path: Union[str, Path]) -> Image.Image:
+    """Open an image file as RGB, with an error naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.convert('RGB')
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+        raise ValueError(f'Cannot read image {path}: {e}') from e
+
+
+@torch.inference_mode()
+def classify_images(
+        model: nn.Module,
+        paths: Sequence[Union[str, Path]],
+        topk: int = 5,
+        class_names: Optional[Sequence[str]] = None,
+) -> List[List[Prediction]]:
+    """Top-k predictions for each image file, preprocessed with the model's timm data config.
+
+    Args:
+        model: classifier in eval mode.
+        paths: image files.
+        topk: number of classes per image.
+        class_names: names by class index; ImageNet-1k names for 1000-class models by default.
+    """
+    device = next(model.parameters()).device
+    transform = create_transform(**resolve_model_data_config(model), is_training=False)
+    num_classes = model.get_classifier().out_features
+    if class_names is None:
+        info = ImageNetInfo() if num_classes == 1000 else None
+        class_names = [info.index_to_description(i) if info else f'class {i}' for i in range(num_classes)]
+    results = []
+    for path in paths:
+        batch = transform(load_rgb_image(path)).unsqueeze(0).to(device)
+        probs = model(batch).softmax(-1)[0]
+        values, indices = probs.topk(min(topk, num_classes))
+        results.append([
+            Prediction(int(i), class_names[int(i)], float(p)) for p, i in zip(values.tolist(), indices.tolist())])
+    return results
