@@ -1,0 +1,74 @@
+"""Shared helpers to use a timm ``features_only`` HarDNet inside torchvision models."""
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import timm
+import torch.nn as nn
+from timm.layers import freeze_batch_norm_2d
+
+__all__ = [
+    'WeightsBackbone', 'create_feature_backbone', 'freeze_backbone_levels', 'num_backbone_levels',
+    'resolve_trainable_levels',
+]
+
+# None/False: random init; True or 'DEFAULT': the published ImageNet weights; a str path: a local checkpoint
+WeightsBackbone = Optional[Union[bool, str]]
+
+
+def create_feature_backbone(
+        model_name: str,
+        out_indices: Sequence[int],
+        weights_backbone: WeightsBackbone = None,
+        **kwargs: Any,
+) -> nn.Module:
+    """A timm ``features_only`` HarDNet returning the maps at ``out_indices`` (0..4 = strides 2..32).
+
+    Args:
+        model_name: ``hardnet39ds``, ``hardnet68ds``, ``hardnet68`` or ``hardnet85``.
+        out_indices: feature levels to return.
+        weights_backbone: None/False for random weights, True or ``'DEFAULT'`` for the published
+            ImageNet weights (downloaded, SHA-256 checked), or a path to a local checkpoint.
+        kwargs: passed to ``timm.create_model`` (``output_stride``, ``drop_rate``, ...).
+    """
+    pretrained_kwargs: Dict[str, Any] = {}
+    if weights_backbone not in (None, False):
+        pretrained_kwargs['pretrained'] = True
+        if weights_backbone not in (True, 'DEFAULT'):
+            pretrained_kwargs['pretrained_cfg_overlay'] = dict(file=str(weights_backbone))
+    return timm.create_model(
+        model_name, features_only=True, out_indices=tuple(out_indices), **pretrained_kwargs, **kwargs)
+
+
+def _child_levels(backbone: nn.Module) -> List[int]:
+    """Feature level of each child of a ``features_only`` HarDNet: level k ends at the stride-2**(k+1) tap."""
+    taps = {info['module'].replace('.', '_') for info in backbone.feature_info.info}
+    levels, level = [], 0
+    for name, _ in backbone.named_children():
+        levels.append(level)
+        if name in taps:
+            level += 1
+    return levels
+
+
+def num_backbone_levels(backbone: nn.Module) -> int:
+    """Number of feature levels (stem = 1) present in a ``features_only`` HarDNet."""
+    return _child_levels(backbone)[-1] + 1
+
+
+def resolve_trainable_levels(trainable: Optional[int], pretrained: bool, max_value: int, default: int) -> int:
+    """torchvision's rule: everything trains without pretrained weights, else ``trainable`` (0..max_value)."""
+    if not pretrained:
+        return max_value
+    value = default if trainable is None else trainable
+    if not 0 <= value <= max_value:
+        raise ValueError(f'trainable_backbone_layers must be in [0, {max_value}], got {trainable}')
+    return value
+
+
+def freeze_backbone_levels(backbone: nn.Module, trainable_levels: int) -> None:
+    """Freeze all but the last ``trainable_levels`` levels: no gradients, BatchNorm frozen too."""
+    levels = _child_levels(backbone)
+    frozen_below = levels[-1] + 1 - trainable_levels
+    for (name, child), level in zip(list(backbone.named_children()), levels):
+        if level < frozen_below:
+            child.requires_grad_(False)
+            setattr(backbone, name, freeze_batch_norm_2d(child))

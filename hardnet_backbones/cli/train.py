@@ -1,0 +1,42 @@
+"""Train a detection or segmentation model from a YAML config (single process or torchrun/DDP)."""
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+from ..engine.config import ConfigError, load_config
+from ..engine.trainer import train
+from .common import add_config_args
+
+_logger = logging.getLogger('hardnet.train')
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Train with the shared engine; the config\'s "task" picks detection or segmentation. '
+                    'Multi-GPU / multi-node: torchrun --nproc_per_node=N tools/train.py CONFIG. '
+                    'Writes config.yaml, train.log, metrics.jsonl, history.png, last.pth/best.pth, '
+                    'results.json and visuals/ into output_dir.')
+    add_config_args(parser)
+    parser.add_argument('--resume', nargs='?', const=True, default=None, metavar='CHECKPOINT',
+                        help='continue an interrupted run: from CHECKPOINT, or from output_dir/last.pth '
+                             'when given without a value (starts fresh if there is none)')
+    parser.add_argument('--output-dir', default=None, help='shortcut for --set output_dir=DIR')
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    overrides = list(args.overrides) + ([f'output_dir={args.output_dir}'] if args.output_dir else [])
+    try:
+        cfg = load_config(args.config, overrides)
+        train(cfg, resume=args.resume)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        logging.basicConfig()
+        _logger.error('%s', e)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets, augmentation pipelines and the synthetic shapes generator."""

@@ -1,0 +1,1 @@
+"""Training engine shared by every task: config, distributed, checkpoints, the loop."""

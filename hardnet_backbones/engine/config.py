@@ -1,0 +1,218 @@
+"""Run configuration: YAML files with ``--set key=value`` overrides, validated against dataclasses.
+
+Unknown keys, wrong types and bad choices raise ``ConfigError`` naming the key and what is valid.
+The resolved configuration is saved next to each run's outputs (``config.yaml``).
+"""
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+__all__ = ['ConfigError', 'Config', 'ModelConfig', 'DataConfig', 'TrainConfig', 'LossConfig',
+           'load_config', 'config_from_dict', 'config_to_dict', 'save_config']
+
+
+class ConfigError(ValueError):
+    """A configuration key, value or file is invalid."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = 'ssdlite320_hardnet39ds'  # a builder of hardnet_backbones.detection / .segmentation
+    num_classes: Optional[int] = None  # default: from the dataset (detection counts the background)
+    weights_backbone: Optional[str] = None  # null, DEFAULT (published ImageNet weights) or a file path
+    trainable_backbone_layers: Optional[int] = None
+    aux_loss: Optional[bool] = None  # segmentation builders that have an auxiliary head
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # extra builder arguments (score_thresh, ...)
+
+
+@dataclass
+class DataConfig:
+    format: str = 'coco'  # detection: coco | voc; segmentation: voc | cityscapes | folder | shapes
+    root: str = 'data/shapes'
+    train_split: str = 'train'
+    val_split: str = 'val'
+    images_dir: str = 'images'  # coco: image folder under root
+    train_ann: Optional[str] = None  # coco: default annotations/<train_split>.json under root
+    val_ann: Optional[str] = None
+    num_workers: int = 2
+    # detection augmentation
+    photometric_p: float = 0.5
+    zoom_out_max: float = 4.0
+    zoom_out_p: float = 0.5
+    iou_crop: bool = True
+    hflip_p: float = 0.5
+    # segmentation augmentation
+    crop_size: Tuple[int, int] = (512, 512)
+    scale_range: Tuple[float, float] = (0.5, 2.0)
+    ignore_index: int = 255
+
+
+@dataclass
+class LossConfig:
+    name: str = 'cross_entropy'  # segmentation: cross_entropy | bootstrapped_cross_entropy
+    aux_weight: float = 0.5
+    bootstrap_min_k: int = 4096
+    bootstrap_threshold: float = 0.3
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 8  # per process
+    optimizer: str = 'sgd'  # sgd | adamw
+    lr: float = 0.01  # for the whole (per-process batch x processes) batch
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    scheduler: str = 'cosine'  # cosine | poly | constant, applied per iteration after warm-up
+    warmup_epochs: float = 0.0
+    poly_power: float = 0.9
+    min_lr_ratio: float = 0.0
+    clip_grad_norm: Optional[float] = None
+    amp: bool = True  # mixed precision, used on CUDA only
+    channels_last: bool = False
+    ema: bool = False
+    ema_decay: float = 0.9998
+    eval_every: int = 1  # epochs; the last epoch is always evaluated
+    seed: int = 0
+    device: str = 'auto'  # auto | cpu | cuda
+    log_every: int = 20  # iterations between log lines
+    save_images: int = 4  # validation images drawn (detections / overlays) at the end
+
+
+@dataclass
+class Config:
+    task: str = 'detection'  # detection | segmentation
+    output_dir: str = 'runs/exp'
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_CHOICES = {
+    'task': ('detection', 'segmentation'),
+    'data.format': ('coco', 'voc', 'cityscapes', 'folder', 'shapes'),
+    'loss.name': ('cross_entropy', 'bootstrapped_cross_entropy'),
+    'train.optimizer': ('sgd', 'adamw'),
+    'train.scheduler': ('cosine', 'poly', 'constant'),
+    'train.device': ('auto', 'cpu', 'cuda'),
+}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Union:  # Optional[X]
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f'{key}: expected a list of {len(args)} values, got {value!r}')
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f'{key}: expected a mapping, got {value!r}')
+        return dict(value)
+    if annotation is Any:
+        return value
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation is bool and isinstance(value, bool):
+        return value
+    if annotation is str and isinstance(value, str):
+        return value
+    raise ConfigError(f'{key}: expected {getattr(annotation, "__name__", annotation)}, got {value!r}')
+
+
+def _build(cls: type, values: Dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f'{prefix or "config"}: expected a mapping, got {values!r}')
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        where = f' in "{prefix}"' if prefix else ''
+        raise ConfigError(f'unknown config key(s){where}: {", ".join(unknown)}; valid keys: {", ".join(names)}')
+    kwargs = {}
+    for name, value in values.items():
+        key = f'{prefix}.{name}' if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, key)
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+            if key in _CHOICES and kwargs[name] not in _CHOICES[key]:
+                raise ConfigError(f'{key}: {kwargs[name]!r} is not one of {", ".join(_CHOICES[key])}')
+    return cls(**kwargs)
+
+
+def config_from_dict(values: Dict[str, Any]) -> Config:
+    """Validate a nested dict into a ``Config`` (missing keys take their defaults)."""
+    return _build(Config, values, '')
+
+
+def config_to_dict(cfg: Config) -> Dict[str, Any]:
+    """Plain nested dict (tuples as lists), ready for YAML/JSON."""
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return plain(dataclasses.asdict(cfg))
+
+
+def _apply_override(values: Dict[str, Any], override: str) -> None:
+    if '=' not in override:
+        raise ConfigError(f'override {override!r} must look like key.subkey=value')
+    key, raw = override.split('=', 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ''
+    except yaml.YAMLError as e:
+        raise ConfigError(f'override {override!r}: cannot parse value ({e})') from e
+    node = values
+    parts = key.strip().split('.')
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f'override {override!r}: {part} is not a section')
+    node[parts[-1]] = value
+
+
+def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (or start from the defaults) and apply ``key.sub=value`` overrides."""
+    values: Dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f'config file not found: {path}')
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f'{path}: invalid YAML ({e})') from e
+    for override in overrides:
+        _apply_override(values, override)
+    try:
+        return config_from_dict(values)
+    except ConfigError as e:
+        raise ConfigError(f'{path or "config"}: {e}') from None
+
+
+def save_config(cfg: Config, path: Union[str, Path]) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def list_keys(cfg: Config) -> List[str]:
+    """All dotted keys, for ``--help`` texts."""
+    out = []
+    for k, v in config_to_dict(cfg).items():
+        out += [f'{k}.{s}' for s in v] if isinstance(v, dict) else [k]
+    return out

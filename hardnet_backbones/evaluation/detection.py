@@ -1,0 +1,138 @@
+"""Detection metrics: COCO mAP through pycocotools ``COCOeval`` and VOC-style AP50."""
+import contextlib
+import io
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
+
+from ..engine.distributed import DistInfo, all_gather_objects
+
+__all__ = ['COCO_STAT_NAMES', 'coco_map', 'voc_ap50', 'predictions_to_coco', 'evaluate_detection']
+
+_logger = logging.getLogger(__name__)
+
+COCO_STAT_NAMES = ('mAP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
+
+
+def predictions_to_coco(
+        image_ids: Sequence[Any],
+        outputs: Sequence[Mapping[str, torch.Tensor]],
+        label_to_cat_id: Mapping[int, int],
+) -> List[Dict[str, Any]]:
+    """torchvision detector outputs (xyxy boxes, labels, scores) -> COCO result dicts (xywh)."""
+    results = []
+    for image_id, out in zip(image_ids, outputs):
+        boxes = out['boxes'].detach().cpu().double()
+        boxes[:, 2:] -= boxes[:, :2]
+        for box, label, score in zip(boxes.tolist(), out['labels'].tolist(), out['scores'].tolist()):
+            results.append(dict(image_id=image_id, category_id=label_to_cat_id[int(label)],
+                                bbox=[round(v, 2) for v in box], score=float(score)))
+    return results
+
+
+def coco_map(coco_gt: COCO, results: List[Dict[str, Any]]) -> Dict[str, Optional[float]]:
+    """The 12 COCOeval summary numbers (AP, AP50, AP75, APs/m/l, AR...) in [0, 1]; zeros without detections."""
+    if not results:
+        return {name: 0.0 for name in COCO_STAT_NAMES}
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        coco_dt = coco_gt.loadRes(results)
+        evaluator = COCOeval(coco_gt, coco_dt, iouType='bbox')
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    _logger.info('COCOeval:\n%s', text.getvalue().strip())
+    # COCOeval reports -1 where a size range has no ground truth: None says "not measurable"
+    return {name: float(v) if v >= 0 else None for name, v in zip(COCO_STAT_NAMES, evaluator.stats)}
+
+
+def _box_iou(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    lt = np.maximum(boxes[:, None, :2], gt[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], gt[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(2)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    return inter / (area(boxes)[:, None] + area(gt)[None] - inter)
+
+
+def voc_ap50(coco_gt: COCO, results: List[Dict[str, Any]], iou_threshold: float = 0.5) -> float:
+    """VOC-style AP at IoU 0.5 (all-points interpolation), averaged over classes with ground truth.
+
+    Ground truth marked ``iscrowd`` (COCO crowds, VOC 'difficult') is ignored: detections matching
+    it count neither as true nor as false positives.
+    """
+    aps = []
+    for cat_id in coco_gt.getCatIds():
+        gts: Dict[Any, Dict[str, np.ndarray]] = {}
+        num_positives = 0
+        for ann in coco_gt.loadAnns(coco_gt.getAnnIds(catIds=[cat_id])):
+            x, y, w, h = ann['bbox']
+            entry = gts.setdefault(ann['image_id'], dict(boxes=[], ignore=[]))
+            entry['boxes'].append([x, y, x + w, y + h])
+            entry['ignore'].append(bool(ann.get('iscrowd', 0)))
+            num_positives += not ann.get('iscrowd', 0)
+        if num_positives == 0:
+            continue
+        matched = {k: np.zeros(len(v['boxes']), bool) for k, v in gts.items()}
+        dets = sorted((r for r in results if r['category_id'] == cat_id), key=lambda r: -r['score'])
+        tp, fp = [], []
+        for det in dets:
+            x, y, w, h = det['bbox']
+            gt = gts.get(det['image_id'])
+            if gt is None:
+                tp.append(0)
+                fp.append(1)
+                continue
+            ious = _box_iou(np.array([[x, y, x + w, y + h]]), np.array(gt['boxes']))[0]
+            best = int(ious.argmax())
+            if ious[best] < iou_threshold:
+                tp.append(0)
+                fp.append(1)
+            elif gt['ignore'][best]:
+                continue
+            elif not matched[det['image_id']][best]:
+                matched[det['image_id']][best] = True
+                tp.append(1)
+                fp.append(0)
+            else:
+                tp.append(0)
+                fp.append(1)
+        tp_cum, fp_cum = np.cumsum(tp), np.cumsum(fp)
+        recall = tp_cum / num_positives
+        precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
+        aps.append(_average_precision(recall, precision))
+    return float(np.mean(aps)) if aps else 0.0
+
+
+def _average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    steps = np.nonzero(r[1:] != r[:-1])[0]
+    return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
+
+
+@torch.inference_mode()
+def evaluate_detection(
+        model: torch.nn.Module,
+        loader: torch.utils.data.DataLoader,
+        coco_gt: COCO,
+        label_to_cat_id: Mapping[int, int],
+        dist_info: DistInfo,
+) -> Dict[str, float]:
+    """Run ``model`` over ``loader`` (sharded across processes), gather on every rank, score.
+
+    Returns COCO stats (``mAP`` = AP@[.5:.95], ``AP50``, ...) plus ``voc_AP50``, all in [0, 1].
+    """
+    model.eval()
+    results: List[Dict[str, Any]] = []
+    for images, targets in tqdm(loader, desc='evaluate', disable=not dist_info.is_main, leave=False):
+        outputs = model([img.to(dist_info.device, non_blocking=True) for img in images])
+        results += predictions_to_coco([t['image_id'] for t in targets], outputs, label_to_cat_id)
+    results = [r for part in all_gather_objects(results) for r in part]
+    metrics = coco_map(coco_gt, results)
+    metrics['voc_AP50'] = voc_ap50(coco_gt, results)
+    return metrics

@@ -1,0 +1,92 @@
+"""SSD detection on COCO-format or Pascal VOC data."""
+from pathlib import Path
+from typing import Any, Dict, List, Tuple, Union
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.detection import CocoDetectionDataset, VOCDetectionDataset, collate_detection
+from ..data.transforms import detection_train_transform
+from ..detection import create_detection_model, detection_input_size
+from ..engine.checkpoint import load_training_checkpoint
+from ..engine.config import ConfigError, config_from_dict
+from ..engine.distributed import DistInfo
+from ..evaluation.detection import evaluate_detection
+from ..visualize import draw_detections
+from . import Task
+
+
+def load_detector(checkpoint: Union[str, Path], device: Union[str, torch.device] = 'cpu') -> Tuple[torch.nn.Module, List[str]]:
+    """Rebuild a detector and its class names from a training checkpoint of ours (eval mode)."""
+    state = load_training_checkpoint(checkpoint)
+    cfg = config_from_dict(state['config'])
+    class_names = list(state.get('class_names') or [])
+    if not class_names:
+        raise RuntimeError(f'{checkpoint} has no class names; it was not written by tools/train.py')
+    m = cfg.model
+    model = create_detection_model(m.name, num_classes=len(class_names) + 1, **m.kwargs)
+    weights = state['model_ema'] if state.get('model_ema') else state['model']
+    model.load_state_dict(weights)
+    return model.to(device).eval(), class_names
+
+
+class DetectionTask(Task):
+    main_metric = 'mAP'
+
+    def _dataset(self, split: str, ann: str, train: bool):
+        data = self.cfg.data
+        root = Path(data.root)
+        transform = None
+        if train:
+            transform = detection_train_transform(
+                self.cfg.model.kwargs.get('size', detection_input_size(self.cfg.model.name)), photometric_p=data.photometric_p,
+                zoom_out_max=data.zoom_out_max, zoom_out_p=data.zoom_out_p, iou_crop=data.iou_crop,
+                hflip_p=data.hflip_p)
+        if data.format == 'coco':
+            return CocoDetectionDataset(
+                root / data.images_dir, root / (ann or f'annotations/{split}.json'), transform, skip_empty=False)
+        if data.format == 'voc':
+            return VOCDetectionDataset(root, split, transform)
+        raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')
+
+    def build_datasets(self):
+        data = self.cfg.data
+        return (self._dataset(data.train_split, data.train_ann, train=True),
+                self._dataset(data.val_split, data.val_ann, train=False))
+
+    def build_model(self, train_set) -> torch.nn.Module:
+        m = self.cfg.model
+        kwargs = dict(m.kwargs)
+        if m.trainable_backbone_layers is not None:
+            kwargs['trainable_backbone_layers'] = m.trainable_backbone_layers
+        return create_detection_model(
+            m.name, num_classes=m.num_classes or train_set.num_classes, weights_backbone=m.weights_backbone, **kwargs)
+
+    def collate(self, batch):
+        return collate_detection(batch)
+
+    def loss(self, model, batch, device) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        images, targets = batch
+        images = [img.to(device, non_blocking=True) for img in images]
+        targets = [dict(boxes=t['boxes'].to(device), labels=t['labels'].to(device)) for t in targets]
+        parts = model(images, targets)
+        return sum(parts.values()), parts
+
+    def evaluate(self, model, val_set, loader: DataLoader, dist_info: DistInfo) -> Dict[str, Any]:
+        return evaluate_detection(model, loader, val_set.coco, val_set.label_to_cat_id, dist_info)
+
+    @torch.inference_mode()
+    def save_visuals(self, model, val_set, out_dir, count: int) -> List[str]:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        device = next(model.parameters()).device
+        model.eval()
+        paths = []
+        for index in range(min(count, len(val_set))):
+            image, target = val_set[index]
+            pred = model([image.to(device)])[0]
+            picture = draw_detections(image, pred['boxes'], pred['labels'], pred['scores'], val_set.class_names)
+            path = out_dir / f'detections_{target["image_id"]}.png'
+            picture.save(path)
+            paths.append(str(path))
+        return paths
