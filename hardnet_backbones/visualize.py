@@ -53,13 +53,21 @@ def draw_detections(
         scores: Optional[torch.Tensor],
         class_names: Sequence[str],
         score_threshold: float = 0.3,
+        min_side: int = 384,
 ) -> Image.Image:
     """Boxes with "name score" captions on a ``(3, H, W)`` image in [0, 1] (or uint8).
 
-    ``labels`` are 1-based (0 is the background), as torchvision detectors return them.
+    ``labels`` are 1-based (0 is the background), as torchvision detectors return them. Images
+    whose short side is below ``min_side`` pixels are enlarged first so captions stay legible.
     """
     keep = scores >= score_threshold if scores is not None else torch.ones(len(boxes), dtype=torch.bool)
-    boxes, labels = boxes[keep].cpu(), labels[keep].cpu()
+    boxes, labels = boxes[keep].cpu().float(), labels[keep].cpu()
+    scale = max(1.0, min_side / min(image.shape[-2:]))
+    if scale > 1:
+        size = [round(image.shape[-2] * scale), round(image.shape[-1] * scale)]
+        image = torch.nn.functional.interpolate(image[None].float(), size=size, mode='bilinear')[0]
+        image = image / 255 if image.max() > 1.5 else image
+        boxes = boxes * scale
     captions = [class_names[int(label) - 1] for label in labels]
     if scores is not None:
         captions = [f'{c} {s:.2f}' for c, s in zip(captions, scores[keep].tolist())]

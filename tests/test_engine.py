@@ -57,7 +57,8 @@ def test_lr_schedule_warmup_then_cosine():
     factor = trainer.build_lr_lambda(cfg, steps_per_epoch=10)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(10) == pytest.approx(1.0) and factor(55) == pytest.approx(0.5) and factor(100) == pytest.approx(0.0)
-    poly = trainer.build_lr_lambda(load_config(DEMO_CONFIG, ['train.scheduler=poly', 'train.warmup_epochs=0']), 10)
+    poly = trainer.build_lr_lambda(
+        load_config(DEMO_CONFIG, ['train.epochs=10', 'train.scheduler=poly', 'train.warmup_epochs=0']), 10)
     assert poly(60) == pytest.approx((1 - 0.5) ** 0.9)
 
 

@@ -4,7 +4,8 @@ Layout written under ``root`` (deterministic for a given seed):
 
 - ``images/<split>/<id>.png``: RGB images.
 - ``masks/<split>/<id>.png``: class index per pixel (0 background, 1 circle, 2 rectangle, 3 triangle).
-- ``annotations/<split>.json``: COCO detection annotations (boxes of the visible part of each shape).
+- ``annotations/<split>.json``: COCO detection annotations (boxes of the visible part of each shape),
+  ``file_name`` relative to ``images/<split>/`` (the COCO layout).
 """
 import json
 from pathlib import Path
@@ -109,7 +110,7 @@ def make_shapes_dataset(
             name = f'{image_id:06d}.png'
             Image.fromarray(image).save(root / 'images' / split / name)
             Image.fromarray(semantic).save(root / 'masks' / split / name)
-            coco['images'].append(dict(id=image_id, file_name=f'{split}/{name}', width=width, height=height))
+            coco['images'].append(dict(id=image_id, file_name=name, width=width, height=height))
             for bbox, cls, area in boxes:
                 coco['annotations'].append(dict(
                     id=len(coco['annotations']) + 1, image_id=image_id, category_id=cls,

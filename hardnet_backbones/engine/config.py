@@ -35,7 +35,7 @@ class DataConfig:
     root: str = 'data/shapes'
     train_split: str = 'train'
     val_split: str = 'val'
-    images_dir: str = 'images'  # coco: image folder under root
+    images_dir: str = 'images'  # coco: images are read from root/images_dir/<split>/<file_name>
     train_ann: Optional[str] = None  # coco: default annotations/<train_split>.json under root
     val_ann: Optional[str] = None
     num_workers: int = 2

@@ -34,6 +34,10 @@ class Task:
         """Total loss to minimise and its named parts (for logging)."""
         raise NotImplementedError
 
+    def val_batch_size(self) -> int:
+        """Validation batch size (per process)."""
+        return self.cfg.train.batch_size
+
     def batch_size(self, batch: Any) -> int:
         return len(batch[0])
 

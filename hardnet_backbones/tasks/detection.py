@@ -44,7 +44,7 @@ class DetectionTask(Task):
                 hflip_p=data.hflip_p)
         if data.format == 'coco':
             return CocoDetectionDataset(
-                root / data.images_dir, root / (ann or f'annotations/{split}.json'), transform, skip_empty=False)
+                root / data.images_dir / split, root / (ann or f'annotations/{split}.json'), transform, skip_empty=False)
         if data.format == 'voc':
             return VOCDetectionDataset(root, split, transform)
         raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')

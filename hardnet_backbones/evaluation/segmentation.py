@@ -1,0 +1,54 @@
+"""Segmentation metrics from a confusion matrix: mIoU, per-class IoU, pixel and mean accuracy."""
+from typing import Any, Dict, Sequence
+
+import torch
+from tqdm import tqdm
+
+from ..engine.distributed import DistInfo, all_reduce_sum
+
+__all__ = ['confusion_matrix', 'metrics_from_confusion', 'evaluate_segmentation']
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+    """``(K, K)`` int64 counts, rows = ground truth, columns = prediction; ignored pixels skipped."""
+    keep = target != ignore_index
+    index = target[keep].long() * num_classes + pred[keep].long()
+    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def metrics_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) -> Dict[str, Any]:
+    """mIoU over classes present in the ground truth or the predictions, per-class IoU (None when a class
+    appears in neither), pixel accuracy and mean class accuracy; all in [0, 1]."""
+    confusion = confusion.double()
+    true_positive = confusion.diag()
+    gt_pixels = confusion.sum(1)
+    union = gt_pixels + confusion.sum(0) - true_positive
+    iou = true_positive / union.clamp(min=1)
+    present = union > 0
+    has_gt = gt_pixels > 0
+    total = confusion.sum()
+    return dict(
+        mIoU=float(iou[present].mean()) if present.any() else 0.0,
+        pixel_accuracy=float(true_positive.sum() / total) if total > 0 else 0.0,
+        mean_accuracy=float((true_positive[has_gt] / gt_pixels[has_gt]).mean()) if has_gt.any() else 0.0,
+        per_class_iou={name: (float(v) if p else None) for name, v, p in zip(class_names, iou, present)},
+    )
+
+
+@torch.inference_mode()
+def evaluate_segmentation(
+        model: torch.nn.Module,
+        loader: torch.utils.data.DataLoader,
+        num_classes: int,
+        class_names: Sequence[str],
+        dist_info: DistInfo,
+        ignore_index: int = 255,
+) -> Dict[str, Any]:
+    """Accumulate the confusion matrix over ``loader`` (summed across processes) and score it."""
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=dist_info.device)
+    for images, masks in tqdm(loader, desc='evaluate', disable=not dist_info.is_main, leave=False):
+        logits = model(images.to(dist_info.device, non_blocking=True))['out']
+        confusion += confusion_matrix(logits.argmax(1), masks.to(dist_info.device), num_classes, ignore_index)
+    confusion = all_reduce_sum(confusion)
+    return metrics_from_confusion(confusion.cpu(), class_names)
