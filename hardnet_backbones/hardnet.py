@@ -9,7 +9,6 @@ The model keeps the published module order in one flat ``features`` sequence
 (stem, then block / [dropout] / transition / [downsample] per stage), so the original
 ``base.N`` checkpoint keys map onto it by position.
 """
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Type, Union
@@ -25,6 +24,7 @@ from timm.models._manipulate import MATCH_PREV_GROUP, checkpoint_seq
 
 from .hub import ensure_pretrained_cached
 from .layers import ConvLayer, DWConvLayer, HarmonicBlock, default_init
+from .state_dict import match_state_dict, remap_by_position, unwrap_state_dict
 
 __all__ = ['HarDNet', 'HarDNetCfg', 'checkpoint_filter_fn', 'model_cfgs']
 
@@ -290,77 +290,23 @@ class _FeatureBuilder:
         return nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
 
 
-def _unwrap_state_dict(checkpoint: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):
-        if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in checkpoint.items()}
-
-
-def _remap_published_keys(state_dict: Dict[str, torch.Tensor], model: HarDNet) -> Dict[str, torch.Tensor]:
-    """``base.N.rest`` -> ``features.<Nth module>.rest``; the final ``base.N.3`` Linear -> ``classifier``."""
-    names = [name for name, _ in model.features.named_children()]
-    head_index = len(names)
-    out = {}
-    unknown = []
-    for key, value in state_dict.items():
-        match = re.match(r'^base\.(\d+)\.(.+)$', key)
-        if match is None:
-            unknown.append(key)
-            continue
-        index, rest = int(match.group(1)), match.group(2)
-        if index < head_index:
-            out[f'features.{names[index]}.{rest}'] = value
-        elif index == head_index and rest.startswith('3.'):
-            out[f'classifier.{rest[2:]}'] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise KeyError(
-            f'Checkpoint keys do not fit this HarDNet ({len(names)} feature modules + head): '
-            f'{_preview(unknown)}')
-    return out
-
-
-def _preview(keys: List[str], limit: int = 8) -> str:
-    shown = ', '.join(keys[:limit])
-    return shown + (f' ... ({len(keys)} in all)' if len(keys) > limit else '')
-
-
 def checkpoint_filter_fn(state_dict: Dict[str, Any], model: HarDNet) -> Dict[str, torch.Tensor]:
     """Convert a checkpoint (published ``base.N`` layout or ours) to this model's state-dict keys.
 
     Accepts a bare state dict or one wrapped under 'state_dict' / 'model', with or without a
     DistributedDataParallel ``module.`` prefix. Missing ``num_batches_tracked`` buffers are filled in.
-    The first conv and the classifier are left for timm to adapt (``in_chans``) or drop
-    (``num_classes``); every other key must be present with the model's shape, else a
-    ``RuntimeError`` names the offending keys.
+    ``base.N`` maps to the N-th module of ``features`` (same order as the original), and the final
+    ``base.N.3`` Linear to ``classifier``. The first conv and the classifier are left for timm to
+    adapt (``in_chans``) or drop (``num_classes``); every other key must be present with the
+    model's shape, else a ``RuntimeError`` names the offending keys.
     """
-    state_dict = _unwrap_state_dict(state_dict)
+    state_dict = unwrap_state_dict(state_dict)
     if any(k.startswith('base.') for k in state_dict):
-        state_dict = _remap_published_keys(state_dict, model)
-    expected = model.state_dict()
-    for key, value in expected.items():
-        if key.endswith('num_batches_tracked') and key not in state_dict:
-            state_dict[key] = torch.zeros_like(value, device='cpu')
+        head = f'base.{len(model.features)}.3.'
+        state_dict = {f'classifier.{k[len(head):]}' if k.startswith(head) else k: v for k, v in state_dict.items()}
+        state_dict = remap_by_position(state_dict, 'base', model.features, 'features')
     adaptable = ('features.stem_conv1.conv.weight', 'classifier.weight', 'classifier.bias')
-    missing = [k for k in expected if k not in state_dict and k not in adaptable]
-    unexpected = [k for k in state_dict if k not in expected and k not in adaptable]
-    mismatched = [
-        f'{k} {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
-        for k, v in state_dict.items()
-        if k in expected and k not in adaptable and v.shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f'missing keys: {_preview(missing)}')
-    if unexpected:
-        problems.append(f'unexpected keys: {_preview(unexpected)}')
-    if mismatched:
-        problems.append(f'shape mismatch: {_preview(mismatched)}')
-    if problems:
-        raise RuntimeError('Checkpoint does not match the HarDNet model; ' + '; '.join(problems))
-    return state_dict
+    return match_state_dict(state_dict, model, adaptable, what='HarDNet model')
 
 
 def _create_hardnet(variant: str, pretrained: bool = False, **kwargs) -> HarDNet:

@@ -17,10 +17,11 @@ from torchvision.models.segmentation.fcn import FCN, FCNHead
 from torchvision.models.segmentation.lraspp import LRASPP
 
 from .backbone_utils import WeightsBackbone, create_feature_backbone
+from .fchardnet import fchardnet70
 
 __all__ = [
     'HarDNetSegmentationBackbone', 'fcn_hardnet39ds', 'fcn_hardnet68ds', 'fcn_hardnet68', 'fcn_hardnet85',
-    'deeplabv3_hardnet68', 'lraspp_hardnet39ds', 'SEGMENTATION_MODELS', 'create_segmentation_model',
+    'deeplabv3_hardnet68', 'lraspp_hardnet39ds', 'fchardnet70', 'SEGMENTATION_MODELS', 'create_segmentation_model',
 ]
 
 _STRIDE_16, _STRIDE_32 = 3, 4  # feature levels of timm's features_only HarDNet
@@ -34,6 +35,7 @@ class HarDNetSegmentationBackbone(nn.Module):
         body: timm ``features_only`` model.
         names: one key per returned map, in ``out_indices`` order (e.g. ``('aux', 'out')``).
     """
+    __jit_unused_properties__ = ['channels']
 
     def __init__(self, body: nn.Module, names: Sequence[str]):
         super().__init__()
@@ -47,7 +49,10 @@ class HarDNetSegmentationBackbone(nn.Module):
         return dict(zip(self.names, self.body.feature_info.channels()))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return OrderedDict(zip(self.names, self.body(x)))
+        out: Dict[str, torch.Tensor] = OrderedDict()
+        for name, feature in zip(self.names, self.body(x)):
+            out[name] = feature
+        return out
 
 
 def _backbone(name: str, levels: Dict[str, int], weights_backbone: WeightsBackbone, output_stride: int) -> HarDNetSegmentationBackbone:
@@ -130,7 +135,7 @@ def lraspp_hardnet39ds(*, num_classes: int = 21, weights_backbone: WeightsBackbo
 
 SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
     fn.__name__: fn for fn in (fcn_hardnet39ds, fcn_hardnet68ds, fcn_hardnet68, fcn_hardnet85,
-                               deeplabv3_hardnet68, lraspp_hardnet39ds)
+                               deeplabv3_hardnet68, lraspp_hardnet39ds, fchardnet70)
 }
 
 

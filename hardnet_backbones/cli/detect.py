@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..inference import load_rgb_image
-from ..tasks.detection import load_detector
+from ..tasks import load_trained_model
 from ..visualize import draw_detections
 
 _logger = logging.getLogger('hardnet.detect')
@@ -37,7 +37,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        model, class_names = load_detector(args.checkpoint, args.device)
+        model, cfg, class_names = load_trained_model(args.checkpoint, args.device)
+        if cfg.task != 'detection':
+            raise ValueError(f'{args.checkpoint} holds a {cfg.task} model, not a detector')
         report = {}
         for path in args.images:
             image = torch.from_numpy(np.asarray(load_rgb_image(path)).copy()).permute(2, 0, 1).float().div(255)

@@ -1,5 +1,6 @@
 """Task adapters: what the shared training engine needs to know about detection or segmentation."""
-from typing import Any, Dict, List, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -7,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..engine.config import Config
 from ..engine.distributed import DistInfo
 
-__all__ = ['Task', 'create_task']
+__all__ = ['Task', 'create_task', 'load_trained_model']
 
 
 class Task:
@@ -47,6 +48,35 @@ class Task:
     def save_visuals(self, model: torch.nn.Module, val_set: Dataset, out_dir, count: int) -> List[str]:
         """Draw ``count`` validation predictions as PNG files; returns their paths."""
         raise NotImplementedError
+
+
+def load_trained_model(
+        checkpoint: Union[str, Path],
+        device: Union[str, torch.device] = 'cpu',
+) -> Tuple[torch.nn.Module, Config, List[str]]:
+    """Rebuild a model trained by ``tools/train.py`` from its checkpoint alone (eval mode).
+
+    Returns the model (EMA weights when the run kept them), the run's config and its class names
+    (detection: without the background; segmentation: every class).
+    """
+    from ..detection import create_detection_model
+    from ..engine.checkpoint import load_training_checkpoint
+    from ..engine.config import config_from_dict
+    from ..segmentation import create_segmentation_model
+
+    state = load_training_checkpoint(checkpoint)
+    cfg = config_from_dict(state['config'])
+    class_names = list(state.get('class_names') or [])
+    if not class_names:
+        raise RuntimeError(f'{checkpoint} has no class names; it was not written by tools/train.py')
+    m = cfg.model
+    if cfg.task == 'detection':
+        model = create_detection_model(m.name, num_classes=len(class_names) + 1, **m.kwargs)
+    else:
+        extra = {} if m.aux_loss is None else {'aux_loss': m.aux_loss}
+        model = create_segmentation_model(m.name, num_classes=len(class_names), **extra, **m.kwargs)
+    model.load_state_dict(state['model_ema'] if state.get('model_ema') else state['model'])
+    return model.to(device).eval(), cfg, class_names
 
 
 def create_task(cfg: Config) -> Task:

@@ -1,6 +1,6 @@
 """SSD detection on COCO-format or Pascal VOC data."""
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -8,26 +8,11 @@ from torch.utils.data import DataLoader
 from ..data.detection import CocoDetectionDataset, VOCDetectionDataset, collate_detection
 from ..data.transforms import detection_train_transform
 from ..detection import create_detection_model, detection_input_size
-from ..engine.checkpoint import load_training_checkpoint
-from ..engine.config import ConfigError, config_from_dict
+from ..engine.config import ConfigError
 from ..engine.distributed import DistInfo
 from ..evaluation.detection import evaluate_detection
 from ..visualize import draw_detections
 from . import Task
-
-
-def load_detector(checkpoint: Union[str, Path], device: Union[str, torch.device] = 'cpu') -> Tuple[torch.nn.Module, List[str]]:
-    """Rebuild a detector and its class names from a training checkpoint of ours (eval mode)."""
-    state = load_training_checkpoint(checkpoint)
-    cfg = config_from_dict(state['config'])
-    class_names = list(state.get('class_names') or [])
-    if not class_names:
-        raise RuntimeError(f'{checkpoint} has no class names; it was not written by tools/train.py')
-    m = cfg.model
-    model = create_detection_model(m.name, num_classes=len(class_names) + 1, **m.kwargs)
-    weights = state['model_ema'] if state.get('model_ema') else state['model']
-    model.load_state_dict(weights)
-    return model.to(device).eval(), class_names
 
 
 class DetectionTask(Task):

@@ -1,0 +1,286 @@
+"""Side-by-side speed / memory / size measurements of classifiers, detectors and segmenters.
+
+Each model is measured in a fresh subprocess (``python -m hardnet_backbones.benchmark --worker``),
+so that CPU peak RSS figures do not leak from one model into the next; on CUDA the peak comes from
+``torch.cuda.max_memory_allocated``. GMACs are counted with ``torch.utils.flop_counter`` on one
+image (multiply-accumulates = FLOPs / 2). Results are plain dicts, written as JSON and Markdown by
+``tools/benchmark.py``.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['BenchConfig', 'SUITES', 'build_benchmark_model', 'measure_model', 'run_benchmark', 'to_markdown']
+
+# model -> baseline, per suite (images: 224 for classification, the detector's size, 512 for segmentation)
+SUITES: Dict[str, Dict[str, str]] = {
+    'classification': {
+        'resnet50': 'resnet50', 'hardnet68': 'resnet50', 'hardnet85': 'resnet50',
+        'mobilenetv2_100': 'mobilenetv2_100', 'hardnet39ds': 'mobilenetv2_100', 'hardnet68ds': 'mobilenetv2_100',
+    },
+    'detection': {
+        'tv:ssd300_vgg16': 'tv:ssd300_vgg16', 'ssd300_hardnet68': 'tv:ssd300_vgg16',
+        'tv:ssdlite320_mobilenet_v3_large': 'tv:ssdlite320_mobilenet_v3_large',
+        'ssdlite320_hardnet39ds': 'tv:ssdlite320_mobilenet_v3_large',
+    },
+    'segmentation': {
+        'tv:fcn_resnet50': 'tv:fcn_resnet50', 'fcn_hardnet68': 'tv:fcn_resnet50',
+        'tv:lraspp_mobilenet_v3_large': 'tv:lraspp_mobilenet_v3_large',
+        'lraspp_hardnet39ds': 'tv:lraspp_mobilenet_v3_large',
+    },
+}
+
+
+@dataclass
+class BenchConfig:
+    """One measurement setting, shared by every model of a run."""
+    device: str = 'cpu'
+    batch_size: int = 8
+    image_size: Tuple[int, int] = (224, 224)  # (H, W); detectors resize internally to their own size
+    dtype: str = 'float32'  # float32 | float16 | bfloat16 (autocast)
+    channels_last: bool = False
+    compile: bool = False
+    fuse: bool = False  # fold BatchNorm into convolutions (inference only)
+    warmup: int = 3
+    iters: int = 10
+    train: bool = True
+    train_batch_size: Optional[int] = None  # default: batch_size
+    grad_checkpointing: bool = False
+
+
+def _task_of(name: str) -> str:
+    import torchvision.models.detection as tv_det
+
+    from .detection import DETECTION_MODELS
+    from .segmentation import SEGMENTATION_MODELS
+    if name.startswith('tv:'):
+        return 'detection' if hasattr(tv_det, name[3:]) else 'segmentation'
+    if name in DETECTION_MODELS:
+        return 'detection'
+    if name in SEGMENTATION_MODELS:
+        return 'segmentation'
+    return 'classification'
+
+
+def build_benchmark_model(name: str) -> nn.Module:
+    """A randomly initialised model by name: ``tv:<torchvision builder>``, one of our detection or
+    segmentation builders, or any timm model (``hardnet68``, ``resnet50``, ...)."""
+    import timm
+    import torchvision.models.detection as tv_det
+    import torchvision.models.segmentation as tv_seg
+
+    from . import hardnet  # noqa: F401  (registers the timm models)
+    from .detection import DETECTION_MODELS
+    from .segmentation import SEGMENTATION_MODELS
+
+    if name.startswith('tv:'):
+        builder = name[3:]
+        module = tv_det if hasattr(tv_det, builder) else tv_seg
+        kwargs = dict(weights=None, weights_backbone=None)
+        if module is tv_seg and builder.startswith(('fcn', 'deeplab')):
+            kwargs['aux_loss'] = True
+        return getattr(module, builder)(**kwargs)
+    if name in DETECTION_MODELS:
+        return DETECTION_MODELS[name](num_classes=91)
+    if name in SEGMENTATION_MODELS:
+        return SEGMENTATION_MODELS[name](num_classes=21)
+    return timm.create_model(name)
+
+
+def _inputs(task: str, cfg: BenchConfig, batch: int, device: torch.device):
+    h, w = cfg.image_size
+    images = torch.rand(batch, 3, h, w, device=device)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    if task == 'detection':
+        boxes = torch.tensor([[0.1 * w, 0.1 * h, 0.6 * w, 0.7 * h]], device=device)
+        targets = [dict(boxes=boxes, labels=torch.tensor([1], device=device)) for _ in range(batch)]
+        return list(images), targets
+    if task == 'segmentation':
+        return images, torch.randint(0, 21, (batch, h, w), device=device)
+    return images, torch.randint(0, 1000, (batch,), device=device)
+
+
+def _loss(task: str, model: nn.Module, images, targets) -> torch.Tensor:
+    if task == 'detection':
+        return sum(model(images, targets).values())
+    out = model(images)
+    if task == 'segmentation':
+        return sum(F.cross_entropy(v, targets) for v in out.values())
+    return F.cross_entropy(out, targets)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], warmup: int, iters: int, device: torch.device) -> List[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def count_gmacs(model: nn.Module, task: str, image_size: Tuple[int, int]) -> float:
+    """Multiply-accumulates (G) of one forward pass on one image, in eval mode."""
+    from torch.utils.flop_counter import FlopCounterMode
+    images, _ = _inputs(task, BenchConfig(image_size=image_size), 1, torch.device('cpu'))
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(images)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def _autocast(cfg: BenchConfig, device: torch.device):
+    dtype = {'float16': torch.float16, 'bfloat16': torch.bfloat16}.get(cfg.dtype)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
+    """Measure one model in this process: ``mode`` is 'infer' or 'train'."""
+    torch.manual_seed(0)
+    device = torch.device(cfg.device)
+    task = _task_of(name)
+    model = build_benchmark_model(name)
+    result: Dict[str, Any] = dict(model=name, task=task)
+    if mode == 'infer':
+        result['params_m'] = sum(p.numel() for p in model.parameters()) / 1e6
+        result['gmacs'] = count_gmacs(model, task, cfg.image_size)
+        if cfg.fuse:
+            from .fuse import fuse_for_inference
+            model = fuse_for_inference(model.eval())
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.grad_checkpointing and hasattr(model, 'set_grad_checkpointing'):
+        model.set_grad_checkpointing(True)
+    runner = torch.compile(model) if cfg.compile else model
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    batch = cfg.batch_size if mode == 'infer' else (cfg.train_batch_size or cfg.batch_size)
+    images, targets = _inputs(task, cfg, batch, device)
+    if mode == 'infer':
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), _autocast(cfg, device):
+                runner(images)
+    else:
+        model.train()
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+        def step():
+            with _autocast(cfg, device):
+                loss = _loss(task, runner, images, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    times = _timed(step, cfg.warmup, cfg.iters, device)
+    median = statistics.median(times)
+    result[f'{mode}_images_per_s'] = batch / median
+    result[f'{mode}_latency_ms_median'] = 1000 * median
+    result[f'{mode}_latency_ms_p90'] = 1000 * sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
+    if device.type == 'cuda':
+        result[f'{mode}_peak_mem_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    else:
+        result[f'{mode}_peak_mem_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def _measure_in_subprocess(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
+    cmd = [sys.executable, '-m', 'hardnet_backbones.benchmark', '--worker', name, mode, json.dumps(asdict(cfg))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    if proc.returncode != 0:
+        raise RuntimeError(f'benchmark of {name} ({mode}) failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(
+        models: Dict[str, str],
+        cfg: BenchConfig,
+        isolate: bool = True,
+        progress: bool = True,
+) -> List[Dict[str, Any]]:
+    """Measure every model (each in a fresh subprocess when ``isolate``) and add ratios to its baseline.
+
+    Args:
+        models: model name -> baseline name (a model can be its own baseline).
+        cfg: the setting shared by all models.
+    Returns: one dict per model with ``*_images_per_s``, latencies, ``*_peak_mem_mb``, ``params_m``,
+        ``gmacs`` and ``speedup`` / ``params_ratio`` / ``memory_ratio`` against the baseline.
+    """
+    from tqdm import tqdm
+    modes = ['infer'] + (['train'] if cfg.train else [])
+    jobs = [(name, mode) for name in models for mode in modes]
+    rows: Dict[str, Dict[str, Any]] = {}
+    for name, mode in tqdm(jobs, desc='benchmark', disable=not progress):
+        measure = _measure_in_subprocess if isolate else measure_model
+        rows.setdefault(name, dict(baseline=models[name])).update(measure(name, cfg, mode))
+    for row in rows.values():
+        base = rows.get(row['baseline'])
+        if base is None:
+            continue
+        row['infer_speedup'] = row['infer_images_per_s'] / base['infer_images_per_s']
+        row['params_ratio'] = row['params_m'] / base['params_m']
+        row['infer_memory_ratio'] = row['infer_peak_mem_mb'] / base['infer_peak_mem_mb']
+        if cfg.train:
+            row['train_speedup'] = row['train_images_per_s'] / base['train_images_per_s']
+            row['train_memory_ratio'] = row['train_peak_mem_mb'] / base['train_peak_mem_mb']
+    return list(rows.values())
+
+
+def to_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '') -> str:
+    """A Markdown table of the rows, with the setting in the caption."""
+    memory = 'CUDA max allocated' if cfg.device.startswith('cuda') else 'peak RSS of the process'
+    caption = (f'{title}device {cfg.device}, batch {cfg.batch_size}, {cfg.image_size[0]}x{cfg.image_size[1]}, '
+               f'{cfg.dtype}, channels_last={cfg.channels_last}, compile={cfg.compile}, fuse={cfg.fuse}; '
+               f'median of {cfg.iters} runs after {cfg.warmup} warm-up; memory = {memory}')
+    columns = [('model', 'model'), ('baseline', 'baseline'), ('params_m', 'params (M)'), ('gmacs', 'GMACs'),
+               ('infer_images_per_s', 'infer img/s'), ('infer_latency_ms_median', 'latency ms (median)'),
+               ('infer_latency_ms_p90', 'latency ms (p90)'), ('infer_peak_mem_mb', 'infer mem MB'),
+               ('infer_speedup', 'infer x baseline')]
+    if cfg.train:
+        columns += [('train_images_per_s', 'train img/s'), ('train_peak_mem_mb', 'train mem MB'),
+                    ('train_speedup', 'train x baseline')]
+    lines = [f'*{caption}*', '', '| ' + ' | '.join(c[1] for c in columns) + ' |',
+             '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(columns))) + '|']
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            cells.append(f'{value:.2f}' if isinstance(value, float) else str(value if value is not None else ''))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def _worker_main(argv: List[str]) -> None:
+    parser = argparse.ArgumentParser(description='internal: measure one model and print JSON')
+    parser.add_argument('--worker', nargs=3, metavar=('MODEL', 'MODE', 'CONFIG_JSON'), required=True)
+    args = parser.parse_args(argv)
+    name, mode, cfg_json = args.worker
+    values = json.loads(cfg_json)
+    values['image_size'] = tuple(values['image_size'])
+    torch.set_num_threads(int(os.environ.get('BENCH_THREADS', torch.get_num_threads())))
+    print(json.dumps(measure_model(name, BenchConfig(**values), mode)))
+
+
+if __name__ == '__main__':
+    _worker_main(sys.argv[1:])

@@ -1,0 +1,95 @@
+"""Benchmark models side by side: images/s, latency, peak memory, params, GMACs, ratios to baselines."""
+import argparse
+import json
+import logging
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from ..benchmark import SUITES, BenchConfig, run_benchmark, to_markdown
+
+_logger = logging.getLogger('hardnet.benchmark')
+
+_DEFAULT_SIZES = {'classification': 224, 'detection': 300, 'segmentation': 512}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Measure models side by side in one run, each in a fresh subprocess, and write '
+                    '<output>.json and <output>.md. Example: tools/benchmark.py --suite classification '
+                    '--batch-size 8 --image-size 224')
+    parser.add_argument('--suite', choices=sorted(SUITES), default=None,
+                        help='preset list of models and baselines: ' + '; '.join(
+                            f'{k}: ' + ', '.join(f'{m} vs {b}' for m, b in v.items() if m != b) for k, v in SUITES.items()))
+    parser.add_argument('--models', nargs='+', default=None,
+                        help='models to measure instead of a suite: timm names (hardnet68, resnet50), our detection/'
+                             'segmentation builders (ssd300_hardnet68, fcn_hardnet68) or tv:<torchvision builder>')
+    parser.add_argument('--baseline', default=None,
+                        help='with --models: the model every other one is compared with (default: the first)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='torch device (default: %(default)s)')
+    parser.add_argument('--batch-size', type=int, default=8, help='inference batch size (default: %(default)s)')
+    parser.add_argument('--train-batch-size', type=int, default=None,
+                        help='training-step batch size (default: same as --batch-size)')
+    parser.add_argument('--image-size', type=int, nargs='+', default=None, metavar='PX',
+                        help='input H [W] in pixels (default: 224 classification, 300 detection, 512 segmentation; '
+                             'detectors resize internally to their own size)')
+    parser.add_argument('--dtype', choices=['float32', 'float16', 'bfloat16'], default='float32',
+                        help='autocast dtype (default: %(default)s)')
+    parser.add_argument('--channels-last', action='store_true', help='NHWC memory format for model and inputs')
+    parser.add_argument('--compile', action='store_true', help='torch.compile each model before timing')
+    parser.add_argument('--fuse', action='store_true', help='fold BatchNorm into convs for inference (fuse_for_inference)')
+    parser.add_argument('--grad-checkpointing', action='store_true',
+                        help='enable set_grad_checkpointing(True) for the training measurement where supported')
+    parser.add_argument('--no-train', action='store_true', help='skip the training-step measurement')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed warm-up iterations (default: %(default)s)')
+    parser.add_argument('--iters', type=int, default=10, help='timed iterations (default: %(default)s)')
+    parser.add_argument('--no-isolate', action='store_true',
+                        help='measure in this process (faster; CPU memory figures then accumulate)')
+    parser.add_argument('--output', default=None,
+                        help='output path without extension (default: runs/benchmark/<suite or custom>)')
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    if bool(args.suite) == bool(args.models):
+        _logger.error('give exactly one of --suite or --models')
+        return 2
+    if args.suite:
+        models = SUITES[args.suite]
+        default_size = _DEFAULT_SIZES[args.suite]
+    else:
+        baseline = args.baseline or args.models[0]
+        models = {name: baseline for name in dict.fromkeys([baseline, *args.models])}
+        default_size = 224
+    size = args.image_size or [default_size]
+    cfg = BenchConfig(
+        device=args.device, batch_size=args.batch_size, image_size=(size[0], size[-1]), dtype=args.dtype,
+        channels_last=args.channels_last, compile=args.compile, fuse=args.fuse, warmup=args.warmup,
+        iters=args.iters, train=not args.no_train, train_batch_size=args.train_batch_size,
+        grad_checkpointing=args.grad_checkpointing)
+    try:
+        rows = run_benchmark(models, cfg, isolate=not args.no_isolate)
+    except (RuntimeError, ValueError) as e:
+        _logger.error('%s', e)
+        return 2
+    output = Path(args.output or f'runs/benchmark/{args.suite or "custom"}')
+    output.parent.mkdir(parents=True, exist_ok=True)
+    machine = dict(platform=platform.platform(), processor=platform.processor(), torch=torch.__version__,
+                   threads=torch.get_num_threads(),
+                   gpu=torch.cuda.get_device_name(0) if cfg.device.startswith('cuda') else None)
+    output.with_suffix('.json').write_text(json.dumps(dict(config=asdict(cfg), machine=machine, results=rows), indent=2))
+    table = to_markdown(rows, cfg)
+    output.with_suffix('.md').write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

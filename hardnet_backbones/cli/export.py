@@ -1,0 +1,94 @@
+"""Export a model to ONNX (and TorchScript) and validate each file against PyTorch."""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import timm
+
+from ..detection import DETECTION_MODELS, create_detection_model
+from ..export import export_onnx, export_torchscript, validate_onnx, validate_torchscript
+from ..segmentation import SEGMENTATION_MODELS, create_segmentation_model
+from ..tasks import load_trained_model
+
+_logger = logging.getLogger('hardnet.export')
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Export to ONNX (dynamic batch and image size, opset >= 17) and TorchScript, then run the '
+                    'ONNX file in onnxruntime and the TorchScript file in PyTorch against the original model. '
+                    'Writes <output>/<name>.onnx, <name>.torchscript.pt and <name>.export.json.')
+    parser.add_argument('--model', default=None,
+                        help='timm HarDNet name (hardnet68, ...), detection builder (ssdlite320_hardnet39ds, ...) or '
+                             'segmentation builder (fcn_hardnet68, ...); optional with a training --checkpoint')
+    parser.add_argument('--checkpoint', default=None,
+                        help='weights: for timm names a published/ours classifier file; otherwise a training '
+                             'checkpoint from tools/train.py (model and classes come from it)')
+    parser.add_argument('--features-only', action='store_true',
+                        help='timm models: export the multi-scale feature extractor instead of the classifier')
+    parser.add_argument('--out-indices', type=int, nargs='+', default=[0, 1, 2, 3, 4],
+                        help='with --features-only: feature levels (0..4 = strides 2..32; default: all)')
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help='classes of a detection/segmentation model built without a checkpoint')
+    parser.add_argument('--image-size', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
+                        help='example input size in pixels (default: 224 224)')
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset, >= 17 (default: %(default)s)')
+    parser.add_argument('--static', action='store_true', help='fixed input shape instead of dynamic axes')
+    parser.add_argument('--no-torchscript', action='store_true', help='skip the TorchScript file')
+    parser.add_argument('--atol', type=float, default=1e-4, help='validation tolerance (default: %(default)s)')
+    parser.add_argument('--output', default='runs/export', help='output folder (default: %(default)s)')
+    return parser
+
+
+def _build(args):
+    """(model, kind, name) from the arguments."""
+    if args.checkpoint and args.model not in timm.list_models('hardnet*'):
+        model, cfg, _ = load_trained_model(args.checkpoint)
+        return model, cfg.task, cfg.model.name
+    if args.model is None:
+        raise ValueError('give --model (or a training --checkpoint)')
+    if args.model in DETECTION_MODELS:
+        return create_detection_model(args.model, num_classes=args.num_classes or 91), 'detection', args.model
+    if args.model in SEGMENTATION_MODELS:
+        return create_segmentation_model(args.model, num_classes=args.num_classes or 21), 'segmentation', args.model
+    kwargs = {}
+    if args.checkpoint:
+        kwargs = dict(pretrained=True, pretrained_cfg_overlay=dict(file=args.checkpoint))
+    if args.features_only:
+        model = timm.create_model(args.model, features_only=True, out_indices=tuple(args.out_indices), **kwargs)
+        return model, 'features', f'{args.model}_features'
+    return timm.create_model(args.model, **kwargs), 'classification', args.model
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    out = Path(args.output)
+    size = tuple(args.image_size)
+    try:
+        model, kind, name = _build(args)
+        model.eval()
+        report = dict(model=name, kind=kind, image_size=list(size), opset=args.opset, dynamic=not args.static)
+        onnx_path = export_onnx(model, out / f'{name}.onnx', kind, size, args.opset, dynamic=not args.static)
+        report['onnx'] = dict(path=str(onnx_path), **validate_onnx(
+            onnx_path, model, kind, size, args.atol, batch=1 if args.static else 2))
+        if not args.no_torchscript:
+            ts_path = export_torchscript(model, out / f'{name}.torchscript.pt', kind, size)
+            report['torchscript'] = dict(path=str(ts_path), **validate_torchscript(ts_path, model, kind, size, args.atol))
+    except (RuntimeError, ValueError, FileNotFoundError) as e:
+        _logger.error('%s', e)
+        return 2
+    (out / f'{name}.export.json').write_text(json.dumps(report, indent=2))
+    ok = all(report[k]['ok'] for k in ('onnx', 'torchscript') if k in report)
+    for key in ('onnx', 'torchscript'):
+        if key in report:
+            _logger.info('%s: %s (max abs diff %.2e) %s', key, report[key]['path'], report[key]['max_abs_diff'],
+                         'matches PyTorch' if report[key]['ok'] else 'DOES NOT MATCH PyTorch')
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

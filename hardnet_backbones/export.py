@@ -1,0 +1,206 @@
+"""ONNX and TorchScript export of classifiers, feature extractors, SSD detectors and segmenters,
+each validated against PyTorch (onnxruntime for ONNX).
+
+ONNX goes through ``torch.onnx.export(..., dynamo=False)`` (the TorchScript-based exporter): it
+exports torchvision's detection post-processing (top-k, NMS) with dynamic image sizes, and is
+fast. Inputs: classification / features / segmentation ``images`` ``(B, 3, H, W)`` with dynamic
+batch and spatial size; detection one ``image`` ``(3, H, W)`` in [0, 1] with dynamic size.
+"""
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+__all__ = ['KINDS', 'export_onnx', 'export_torchscript', 'validate_onnx', 'validate_torchscript', 'output_names']
+
+KINDS = ('classification', 'features', 'detection', 'segmentation')
+
+
+class _ListToTuple(nn.Module):
+    """timm feature extractors return lists; exporters want tuples with fixed names."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return tuple(self.model(x))
+
+
+class _DictToTuple(nn.Module):
+    """Segmentation models return ``{"out", "aux"}``; export them as ordered outputs."""
+
+    def __init__(self, model: nn.Module, keys: Sequence[str]):
+        super().__init__()
+        self.model = model
+        self.keys = list(keys)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        out = self.model(x)
+        return tuple(out[k] for k in self.keys)
+
+
+class _SingleImageDetector(nn.Module):
+    """One ``(3, H, W)`` image in, ``(boxes, scores, labels)`` out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model([image])[0]
+        return out['boxes'], out['scores'], out['labels']
+
+
+def _example(kind: str, image_size: Tuple[int, int], batch: int = 1) -> torch.Tensor:
+    h, w = image_size
+    if kind == 'detection':
+        return torch.rand(3, h, w)
+    return torch.randn(batch, 3, h, w)
+
+
+def output_names(model: nn.Module, kind: str, image_size: Tuple[int, int]) -> List[str]:
+    """Names of the exported outputs, in order."""
+    if kind == 'classification':
+        return ['logits']
+    if kind == 'detection':
+        return ['boxes', 'scores', 'labels']
+    if kind == 'features':
+        return [f'features_{r}' for r in model.feature_info.reduction()]
+    with torch.no_grad():
+        return list(model.eval()(_example(kind, image_size)).keys())
+
+
+def _wrap(model: nn.Module, kind: str, names: Sequence[str]) -> nn.Module:
+    if kind == 'features':
+        return _ListToTuple(model)
+    if kind == 'segmentation':
+        return _DictToTuple(model, names)
+    if kind == 'detection':
+        return _SingleImageDetector(model)
+    return model
+
+
+def export_onnx(
+        model: nn.Module,
+        path: Union[str, Path],
+        kind: str,
+        image_size: Tuple[int, int] = (224, 224),
+        opset: int = 17,
+        dynamic: bool = True,
+) -> Path:
+    """Export ``model`` (eval mode) to ONNX.
+
+    Args:
+        kind: 'classification', 'features', 'detection' or 'segmentation'.
+        image_size: ``(H, W)`` of the example input (pixels).
+        opset: ONNX opset, at least 17.
+        dynamic: dynamic batch (not for detection) and spatial size.
+    """
+    if kind not in KINDS:
+        raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    if opset < 17:
+        raise ValueError(f'opset must be >= 17, got {opset}')
+    model = model.eval()
+    names = output_names(model, kind, image_size)
+    wrapped = _wrap(model, kind, names).eval()
+    input_name = 'image' if kind == 'detection' else 'images'
+    dynamic_axes: Optional[Dict[str, Dict[int, str]]] = None
+    if dynamic:
+        if kind == 'detection':
+            dynamic_axes = {input_name: {1: 'height', 2: 'width'}, **{n: {0: 'detections'} for n in names}}
+        else:
+            dynamic_axes = {input_name: {0: 'batch', 2: 'height', 3: 'width'}}
+            for n in names:
+                dynamic_axes[n] = {0: 'batch'} if kind == 'classification' else {0: 'batch', 2: f'{n}_h', 3: f'{n}_w'}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapped, (_example(kind, image_size),), str(path), dynamo=False, opset_version=opset,
+            input_names=[input_name], output_names=names, dynamic_axes=dynamic_axes)
+    return path
+
+
+def _reference(model: nn.Module, kind: str, x: torch.Tensor, names: Sequence[str]) -> List[np.ndarray]:
+    with torch.no_grad():
+        out = _wrap(model.eval(), kind, names)(x)
+    out = out if isinstance(out, tuple) else (out,)
+    return [o.numpy() for o in out]
+
+
+def _compare(kind: str, got: Sequence[np.ndarray], expected: Sequence[np.ndarray], atol: float) -> Dict[str, Any]:
+    if kind == 'detection':
+        # post-processing keeps the same boxes in the same order when the scores agree
+        boxes, scores, labels = got
+        ref_boxes, ref_scores, ref_labels = expected
+        n = min(len(scores), len(ref_scores), 20)
+        same_count = len(scores) == len(ref_scores)
+        diff = float(np.abs(boxes[:n] - ref_boxes[:n]).max()) if n else 0.0
+        ok = same_count and bool(np.array_equal(labels[:n], ref_labels[:n])) and diff <= max(atol, 1e-2)
+        return dict(max_abs_diff=diff, detections=int(len(scores)), reference_detections=int(len(ref_scores)), ok=ok)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(got, expected))
+    shapes_ok = all(a.shape == b.shape for a, b in zip(got, expected))
+    return dict(max_abs_diff=diff, ok=shapes_ok and diff <= atol)
+
+
+def validate_onnx(
+        path: Union[str, Path],
+        model: nn.Module,
+        kind: str,
+        image_size: Tuple[int, int],
+        atol: float = 1e-4,
+        batch: int = 2,
+) -> Dict[str, Any]:
+    """Run the ONNX file in onnxruntime and PyTorch on the same input (of another batch size than the
+    export example, when dynamic) and compare; ``ok`` is True within ``atol``."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    names = output_names(model, kind, image_size)
+    torch.manual_seed(1)
+    x = _example(kind, image_size, batch)
+    got = session.run(names, {session.get_inputs()[0].name: x.numpy()})
+    return _compare(kind, got, _reference(model, kind, x, names), atol)
+
+
+def export_torchscript(model: nn.Module, path: Union[str, Path], kind: str,
+                       image_size: Tuple[int, int] = (224, 224)) -> Path:
+    """Save a TorchScript module: scripted for classifiers, detectors and segmenters (control flow kept),
+    traced for timm feature extractors.
+
+    Scripted detectors and segmenters keep torchvision's contracts: ``module([image])`` returns
+    ``(losses, detections)``, ``module(images)`` returns ``{"out", "aux"}``.
+    """
+    model = model.eval()
+    names = output_names(model, kind, image_size)
+    wrapped = model if kind in ('detection', 'segmentation') else _wrap(model, kind, names).eval()
+    if kind == 'features':
+        with torch.no_grad():
+            module = torch.jit.trace(wrapped, (_example(kind, image_size),))
+    else:
+        module = torch.jit.script(wrapped)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module.save(str(path))
+    return path
+
+
+def validate_torchscript(path: Union[str, Path], model: nn.Module, kind: str, image_size: Tuple[int, int],
+                         atol: float = 1e-4) -> Dict[str, Any]:
+    """Load the TorchScript file and compare it with ``model`` on the same input."""
+    module = torch.jit.load(str(path))
+    names = output_names(model, kind, image_size)
+    x = _example(kind, image_size, batch=1)
+    with torch.no_grad():
+        if kind == 'detection':
+            detections = module([x])[1][0]
+            out = tuple(detections[n] for n in names)
+        elif kind == 'segmentation':
+            maps = module(x)
+            out = tuple(maps[n] for n in names)
+        else:
+            out = module(x)
+    out = out if isinstance(out, tuple) else (out,)
+    return _compare(kind, [o.numpy() for o in out], _reference(model, kind, x, names), atol)

@@ -1,0 +1,91 @@
+"""Inference fusion and the benchmark tool (no timing assertions)."""
+import copy
+import json
+
+import pytest
+import timm
+import torch
+
+from hardnet_backbones.cli import benchmark as benchmark_cli
+from hardnet_backbones.detection import create_detection_model
+from hardnet_backbones.fuse import fuse_for_inference
+from hardnet_backbones.segmentation import create_segmentation_model
+
+from .conftest import MODEL_NAMES, randomize_bn_stats
+
+
+def _no_batchnorm(model):
+    return not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize('name', MODEL_NAMES)
+def test_fused_classifier_and_features_equal_unfused(name):
+    torch.manual_seed(0)
+    model = timm.create_model(name).eval()
+    randomize_bn_stats(model)
+    fused = fuse_for_inference(model)
+    assert _no_batchnorm(fused) and not any(isinstance(m, torch.nn.Dropout) for m in fused.modules())
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        assert (fused(x) - model(x)).abs().max() < 1e-4
+        features = timm.create_model(name, features_only=True).eval()
+        randomize_bn_stats(features)
+        x = x[:1, :, :64, :64]  # float64 convolutions are slow on CPU
+        exact = copy.deepcopy(features).double()(x.double())
+        for level, (a, b, ref) in enumerate(zip(fuse_for_inference(features)(x), features(x), exact)):
+            # Random BatchNorm statistics make the deep maps of the depthwise variants sensitive: there the
+            # float32 model itself is ~1e-4 away from float64, so fusion is held to that same accuracy.
+            fused_error = (a.double() - ref).abs().max().item()
+            unfused_error = (b.double() - ref).abs().max().item()
+            assert fused_error <= max(1e-4, 2 * unfused_error), (level, fused_error, unfused_error)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+
+
+def test_fused_ssd_and_fcn_equal_unfused():
+    torch.manual_seed(0)
+    ssd = create_detection_model('ssdlite320_hardnet39ds', num_classes=3, size=128).eval()
+    randomize_bn_stats(ssd)
+    images = [torch.rand(3, 100, 120)]
+    fused = fuse_for_inference(ssd)
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        # compare the raw head outputs: post-processing (top-k, NMS) can turn float noise into reorderings
+        ref_head = ssd.head(list(ssd.backbone(x).values()))
+        new_head = fused.head(list(fused.backbone(x).values()))
+        for key in ref_head:
+            assert (ref_head[key] - new_head[key]).abs().max() < 1e-4
+        assert len(fused(images)[0]['boxes']) == len(ssd(images)[0]['boxes'])
+    assert _no_batchnorm(fused)
+    fcn = create_segmentation_model('fcn_hardnet68', num_classes=4).eval()
+    randomize_bn_stats(fcn)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ref, out = fcn(x), fuse_for_inference(fcn)(x)
+    for key in ('out', 'aux'):
+        assert (ref[key] - out[key]).abs().max() < 1e-4
+
+
+def test_benchmark_tool_end_to_end(tmp_path):
+    out = tmp_path / 'bench'
+    assert benchmark_cli.main(['--models', 'hardnet39ds', 'mobilenetv2_100', '--baseline', 'mobilenetv2_100',
+                               '--batch-size', '1', '--image-size', '64', '--warmup', '1', '--iters', '2',
+                               '--output', str(out)]) == 0
+    report = json.loads(out.with_suffix('.json').read_text())
+    rows = {r['model']: r for r in report['results']}
+    assert set(rows) == {'hardnet39ds', 'mobilenetv2_100'}
+    hardnet = rows['hardnet39ds']
+    assert hardnet['params_m'] == pytest.approx(3.488, abs=1e-3)
+    assert 0.01 < hardnet['gmacs'] < 0.1  # 0.44 GMACs at 224 px scale to ~0.036 at 64 px
+    for key in ('infer_images_per_s', 'train_images_per_s', 'infer_peak_mem_mb', 'train_peak_mem_mb'):
+        assert hardnet[key] > 0
+    assert rows['mobilenetv2_100']['infer_speedup'] == 1.0
+    assert hardnet['infer_speedup'] == pytest.approx(
+        hardnet['infer_images_per_s'] / rows['mobilenetv2_100']['infer_images_per_s'])
+    assert '| hardnet39ds | mobilenetv2_100 |' in out.with_suffix('.md').read_text()
+
+
+def test_gmacs_match_the_published_figures():
+    from hardnet_backbones.benchmark import count_gmacs
+    published = {'hardnet68': 4.3, 'hardnet39ds': 0.44}
+    for name, gmacs in published.items():
+        assert count_gmacs(timm.create_model(name), 'classification', (224, 224)) == pytest.approx(gmacs, rel=0.05)
