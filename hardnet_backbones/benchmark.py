@@ -23,6 +23,14 @@ import torch.nn.functional as F
 
 __all__ = ['BenchConfig', 'SUITES', 'build_benchmark_model', 'measure_model', 'run_benchmark', 'to_markdown']
 
+# Variants, appended to a model name with '+': measured side by side with the plain model in one run.
+VARIANTS = {
+    'fused': 'BatchNorm folded into convolutions, dropout removed (inference only)',
+    'ckpt': 'set_grad_checkpointing(True) (training memory)',
+    'cl': 'channels_last memory format',
+    'onnx': 'exported to ONNX and run in onnxruntime (inference only)',
+}
+
 # model -> baseline, per suite (images: 224 for classification, the detector's size, 512 for segmentation)
 SUITES: Dict[str, Dict[str, str]] = {
     'classification': {
@@ -39,6 +47,17 @@ SUITES: Dict[str, Dict[str, str]] = {
         'tv:lraspp_mobilenet_v3_large': 'tv:lraspp_mobilenet_v3_large',
         'lraspp_hardnet39ds': 'tv:lraspp_mobilenet_v3_large',
     },
+    'fchardnet': {
+        'fchardnet70': 'fchardnet70', 'fcn_hardnet68': 'fchardnet70', 'lraspp_hardnet39ds': 'fchardnet70',
+        'tv:lraspp_mobilenet_v3_large': 'fchardnet70',
+    },
+    'inference': {
+        'hardnet68': 'hardnet68', 'hardnet68+fused': 'hardnet68', 'hardnet68+fused+cl': 'hardnet68',
+        'hardnet68+onnx': 'hardnet68', 'resnet50': 'hardnet68',
+        'hardnet39ds': 'hardnet39ds', 'hardnet39ds+fused': 'hardnet39ds', 'hardnet39ds+onnx': 'hardnet39ds',
+        'mobilenetv2_100': 'hardnet39ds',
+    },
+    'memory': {'hardnet68': 'hardnet68', 'hardnet68+ckpt': 'hardnet68'},
 }
 
 
@@ -98,10 +117,10 @@ def build_benchmark_model(name: str) -> nn.Module:
     return timm.create_model(name)
 
 
-def _inputs(task: str, cfg: BenchConfig, batch: int, device: torch.device):
+def _inputs(task: str, cfg: BenchConfig, batch: int, device: torch.device, channels_last: bool = False):
     h, w = cfg.image_size
     images = torch.rand(batch, 3, h, w, device=device)
-    if cfg.channels_last:
+    if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     if task == 'detection':
         boxes = torch.tensor([[0.1 * w, 0.1 * h, 0.6 * w, 0.7 * h]], device=device)
@@ -154,30 +173,68 @@ def _autocast(cfg: BenchConfig, device: torch.device):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+def split_variants(name: str) -> Tuple[str, List[str]]:
+    """``'hardnet68+fused+cl'`` -> ``('hardnet68', ['fused', 'cl'])``."""
+    base, *variants = name.split('+')
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f'unknown variant(s) {unknown} in {name!r}; known: {sorted(VARIANTS)}')
+    return base, variants
+
+
+def modes_for(name: str, train: bool) -> List[str]:
+    """Fused and ONNX variants are inference-only."""
+    _, variants = split_variants(name)
+    inference_only = {'fused', 'onnx'} & set(variants)
+    return ['infer'] + (['train'] if train and not inference_only else [])
+
+
+def _onnx_runner(model: nn.Module, task: str, images: torch.Tensor) -> Callable[[], Any]:
+    import tempfile
+
+    if task == 'detection':
+        raise ValueError('the +onnx variant covers classifiers and segmenters (batched tensor input)')
+
+    import onnxruntime as ort
+
+    from .export import export_onnx
+    path = os.path.join(tempfile.mkdtemp(), 'model.onnx')
+    export_onnx(model, path, task, tuple(images.shape[-2:]))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    feed = {session.get_inputs()[0].name: images.cpu().numpy()}
+    return lambda: session.run(None, feed)
+
+
 def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
-    """Measure one model in this process: ``mode`` is 'infer' or 'train'."""
+    """Measure one model in this process: ``mode`` is 'infer' or 'train'. ``name`` may carry variants."""
     torch.manual_seed(0)
     device = torch.device(cfg.device)
-    task = _task_of(name)
-    model = build_benchmark_model(name)
+    base, variants = split_variants(name)
+    task = _task_of(base)
+    model = build_benchmark_model(base)
     result: Dict[str, Any] = dict(model=name, task=task)
     if mode == 'infer':
         result['params_m'] = sum(p.numel() for p in model.parameters()) / 1e6
         result['gmacs'] = count_gmacs(model, task, cfg.image_size)
-        if cfg.fuse:
+        if cfg.fuse or 'fused' in variants:
             from .fuse import fuse_for_inference
             model = fuse_for_inference(model.eval())
     model = model.to(device)
-    if cfg.channels_last:
+    channels_last = cfg.channels_last or 'cl' in variants
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if cfg.grad_checkpointing and hasattr(model, 'set_grad_checkpointing'):
+    if (cfg.grad_checkpointing or 'ckpt' in variants) and hasattr(model, 'set_grad_checkpointing'):
         model.set_grad_checkpointing(True)
     runner = torch.compile(model) if cfg.compile else model
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     batch = cfg.batch_size if mode == 'infer' else (cfg.train_batch_size or cfg.batch_size)
-    images, targets = _inputs(task, cfg, batch, device)
-    if mode == 'infer':
+    images, targets = _inputs(task, cfg, batch, device, channels_last)
+    if mode == 'infer' and 'onnx' in variants:
+        step = _onnx_runner(model.eval(), task, images)
+    elif mode == 'infer':
         model.eval()
 
         def step():
@@ -193,6 +250,7 @@ def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     times = _timed(step, cfg.warmup, cfg.iters, device)
     median = statistics.median(times)
     result[f'{mode}_images_per_s'] = batch / median
@@ -202,15 +260,34 @@ def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
         result[f'{mode}_peak_mem_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
     else:
         result[f'{mode}_peak_mem_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # what the timed steps added on top of the process (interpreter, libraries, model, inputs)
+        result[f'{mode}_step_mem_mb'] = result[f'{mode}_peak_mem_mb'] - rss_before
     return result
 
 
-def _measure_in_subprocess(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
+def _run_worker(name: str, cfg: BenchConfig, mode: str, env: Dict[str, str]) -> Dict[str, Any]:
     cmd = [sys.executable, '-m', 'hardnet_backbones.benchmark', '--worker', name, mode, json.dumps(asdict(cfg))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f'benchmark of {name} ({mode}) failed:\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _measure_in_subprocess(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
+    """Timing in one fresh process; on CPU, memory in a second one.
+
+    The memory process has glibc serve large blocks straight from mmap and return them on free, so
+    that its peak RSS follows the live tensors rather than the heap's high-water mark (reproducible
+    to the MB). That slows allocation down, hence the separate, short timing-free run.
+    """
+    result = _run_worker(name, cfg, mode, dict(os.environ))
+    if not cfg.device.startswith('cuda'):
+        memory_cfg = BenchConfig(**{**asdict(cfg), 'warmup': 1, 'iters': 1})
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
+        memory = _run_worker(name, memory_cfg, mode, env)
+        for key in (f'{mode}_peak_mem_mb', f'{mode}_step_mem_mb'):
+            result[key] = memory[key]
+    return result
 
 
 def run_benchmark(
@@ -228,8 +305,7 @@ def run_benchmark(
         ``gmacs`` and ``speedup`` / ``params_ratio`` / ``memory_ratio`` against the baseline.
     """
     from tqdm import tqdm
-    modes = ['infer'] + (['train'] if cfg.train else [])
-    jobs = [(name, mode) for name in models for mode in modes]
+    jobs = [(name, mode) for name in models for mode in modes_for(name, cfg.train)]
     rows: Dict[str, Dict[str, Any]] = {}
     for name, mode in tqdm(jobs, desc='benchmark', disable=not progress):
         measure = _measure_in_subprocess if isolate else measure_model
@@ -241,15 +317,18 @@ def run_benchmark(
         row['infer_speedup'] = row['infer_images_per_s'] / base['infer_images_per_s']
         row['params_ratio'] = row['params_m'] / base['params_m']
         row['infer_memory_ratio'] = row['infer_peak_mem_mb'] / base['infer_peak_mem_mb']
-        if cfg.train:
+        if 'train_images_per_s' in row and 'train_images_per_s' in base:
             row['train_speedup'] = row['train_images_per_s'] / base['train_images_per_s']
             row['train_memory_ratio'] = row['train_peak_mem_mb'] / base['train_peak_mem_mb']
+            if base.get('train_step_mem_mb'):
+                row['train_step_memory_ratio'] = row['train_step_mem_mb'] / base['train_step_mem_mb']
     return list(rows.values())
 
 
 def to_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '') -> str:
     """A Markdown table of the rows, with the setting in the caption."""
-    memory = 'CUDA max allocated' if cfg.device.startswith('cuda') else 'peak RSS of the process'
+    memory = ('CUDA max allocated' if cfg.device.startswith('cuda') else
+              'peak RSS of the process; step mem = peak RSS added by the timed steps')
     caption = (f'{title}device {cfg.device}, batch {cfg.batch_size}, {cfg.image_size[0]}x{cfg.image_size[1]}, '
                f'{cfg.dtype}, channels_last={cfg.channels_last}, compile={cfg.compile}, fuse={cfg.fuse}; '
                f'median of {cfg.iters} runs after {cfg.warmup} warm-up; memory = {memory}')
@@ -260,6 +339,8 @@ def to_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '
     if cfg.train:
         columns += [('train_images_per_s', 'train img/s'), ('train_peak_mem_mb', 'train mem MB'),
                     ('train_speedup', 'train x baseline')]
+        if not cfg.device.startswith('cuda'):
+            columns += [('train_step_mem_mb', 'train step mem MB'), ('train_step_memory_ratio', 'step mem x baseline')]
     lines = [f'*{caption}*', '', '| ' + ' | '.join(c[1] for c in columns) + ' |',
              '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(columns))) + '|']
     for row in rows:

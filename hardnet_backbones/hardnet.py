@@ -128,7 +128,8 @@ class HarDNet(nn.Module):
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each stem conv, block and transition in the backward pass instead of storing activations."""
+        """Memory-efficient training: store only the input of each stem conv, harmonic block, transition
+        and downsample, and recompute their activations in the backward pass."""
         self.grad_checkpointing = enable
 
     @torch.jit.ignore

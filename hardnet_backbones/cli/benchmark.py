@@ -10,11 +10,12 @@ from typing import List, Optional
 
 import torch
 
-from ..benchmark import SUITES, BenchConfig, run_benchmark, to_markdown
+from ..benchmark import SUITES, VARIANTS, BenchConfig, run_benchmark, to_markdown
 
 _logger = logging.getLogger('hardnet.benchmark')
 
-_DEFAULT_SIZES = {'classification': 224, 'detection': 300, 'segmentation': 512}
+_DEFAULT_SIZES = {'classification': (224, 224), 'detection': (300, 300), 'segmentation': (512, 512),
+                  'fchardnet': (512, 1024), 'inference': (224, 224), 'memory': (224, 224)}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                             f'{k}: ' + ', '.join(f'{m} vs {b}' for m, b in v.items() if m != b) for k, v in SUITES.items()))
     parser.add_argument('--models', nargs='+', default=None,
                         help='models to measure instead of a suite: timm names (hardnet68, resnet50), our detection/'
-                             'segmentation builders (ssd300_hardnet68, fcn_hardnet68) or tv:<torchvision builder>')
+                             'segmentation builders (ssd300_hardnet68, fcn_hardnet68) or tv:<torchvision builder>; '
+                             'append variants with +: ' + ', '.join(f'+{k} ({v})' for k, v in VARIANTS.items()))
     parser.add_argument('--baseline', default=None,
                         help='with --models: the model every other one is compared with (default: the first)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
@@ -36,8 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--train-batch-size', type=int, default=None,
                         help='training-step batch size (default: same as --batch-size)')
     parser.add_argument('--image-size', type=int, nargs='+', default=None, metavar='PX',
-                        help='input H [W] in pixels (default: 224 classification, 300 detection, 512 segmentation; '
-                             'detectors resize internally to their own size)')
+                        help='input H [W] in pixels (default: 224 for classification suites, 300 detection, '
+                             '512 segmentation, 512 1024 fchardnet; detectors resize internally to their own size)')
     parser.add_argument('--dtype', choices=['float32', 'float16', 'bfloat16'], default='float32',
                         help='autocast dtype (default: %(default)s)')
     parser.add_argument('--channels-last', action='store_true', help='NHWC memory format for model and inputs')
@@ -67,8 +69,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         baseline = args.baseline or args.models[0]
         models = {name: baseline for name in dict.fromkeys([baseline, *args.models])}
-        default_size = 224
-    size = args.image_size or [default_size]
+        default_size = (224, 224)
+    size = args.image_size or default_size
     cfg = BenchConfig(
         device=args.device, batch_size=args.batch_size, image_size=(size[0], size[-1]), dtype=args.dtype,
         channels_last=args.channels_last, compile=args.compile, fuse=args.fuse, warmup=args.warmup,
