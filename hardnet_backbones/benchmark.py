@@ -329,7 +329,10 @@ def to_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '
     """A Markdown table of the rows, with the setting in the caption."""
     memory = ('CUDA max allocated' if cfg.device.startswith('cuda') else
               'peak RSS of the process; step mem = peak RSS added by the timed steps')
-    caption = (f'{title}device {cfg.device}, batch {cfg.batch_size}, {cfg.image_size[0]}x{cfg.image_size[1]}, '
+    batches = f'batch {cfg.batch_size}'
+    if cfg.train and cfg.train_batch_size:
+        batches += f' (training {cfg.train_batch_size})'
+    caption = (f'{title}device {cfg.device}, {batches}, {cfg.image_size[0]}x{cfg.image_size[1]}, '
                f'{cfg.dtype}, channels_last={cfg.channels_last}, compile={cfg.compile}, fuse={cfg.fuse}; '
                f'median of {cfg.iters} runs after {cfg.warmup} warm-up; memory = {memory}')
     columns = [('model', 'model'), ('baseline', 'baseline'), ('params_m', 'params (M)'), ('gmacs', 'GMACs'),

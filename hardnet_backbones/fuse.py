@@ -27,10 +27,12 @@ def _fused(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
 
 
 @torch.no_grad()
-def fuse_for_inference(model: nn.Module) -> nn.Module:
+def fuse_for_inference(model: nn.Module, channels_last: bool = False) -> nn.Module:
     """A copy of ``model`` in eval mode with BatchNorm folded into convolutions and Dropout removed.
 
     Outputs equal the unfused model's in eval mode (to float rounding). The original is untouched.
+    ``channels_last`` also converts the weights to NHWC: on CPUs (oneDNN) that is where most of the
+    inference speed-up comes from, and inputs may stay NCHW.
     """
     model = copy.deepcopy(model).eval()
     for module in list(model.modules()):
@@ -46,4 +48,6 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
         if isinstance(module, nn.Dropout) and name:
             parent_name, _, child = name.rpartition('.')
             setattr(model.get_submodule(parent_name) if parent_name else model, child, nn.Identity())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return model

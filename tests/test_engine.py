@@ -52,6 +52,16 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(bad)
 
 
+@pytest.mark.parametrize('path', sorted((ROOT / 'configs').glob('*/*.yaml')), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    from hardnet_backbones.detection import DETECTION_MODELS
+    from hardnet_backbones.segmentation import SEGMENTATION_MODELS
+    cfg = load_config(path)
+    models = DETECTION_MODELS if cfg.task == 'detection' else SEGMENTATION_MODELS
+    assert cfg.model.name in models
+    assert path.parent.name == cfg.task
+
+
 def test_lr_schedule_warmup_then_cosine():
     cfg = load_config(DEMO_CONFIG, ['train.epochs=10', 'train.warmup_epochs=1', 'train.scheduler=cosine'])
     factor = trainer.build_lr_lambda(cfg, steps_per_epoch=10)
@@ -64,7 +74,8 @@ def test_lr_schedule_warmup_then_cosine():
 
 def test_train_writes_every_artifact(shapes_root, tmp_path):
     out = tmp_path / 'run'
-    assert train_cli.main([str(DEMO_CONFIG), *(f'--set={o}' for o in _tiny_overrides(shapes_root, out))]) == 0
+    overrides = _tiny_overrides(shapes_root, out) + ['train.ema=true', 'train.ema_decay=0.5']
+    assert train_cli.main([str(DEMO_CONFIG), *(f'--set={o}' for o in overrides)]) == 0
     for name in ('config.yaml', 'train.log', 'metrics.jsonl', 'history.png', 'last.pth', 'best.pth', 'results.json'):
         assert (out / name).is_file(), name
     records = [json.loads(line) for line in (out / 'metrics.jsonl').read_text().splitlines()]
@@ -72,6 +83,9 @@ def test_train_writes_every_artifact(shapes_root, tmp_path):
     assert all({'loss', 'loss_classification', 'mAP', 'AP50', 'voc_AP50', 'lr'} <= set(r) for r in records)
     saved = yaml.safe_load((out / 'config.yaml').read_text())
     assert saved['train']['epochs'] == 2 and saved['model']['kwargs'] == {'size': 64}
+    checkpoint = torch.load(out / 'last.pth', weights_only=True)
+    assert checkpoint['model_ema'] is not None and checkpoint['class_names'] == ['circle', 'rectangle', 'triangle']
+    assert any(not torch.equal(a, b) for a, b in zip(checkpoint['model'].values(), checkpoint['model_ema'].values()))
     results = json.loads((out / 'results.json').read_text())
     assert results['main_metric'] == 'mAP' and len(results['visuals']) == 1
     assert Path(results['visuals'][0]).is_file()

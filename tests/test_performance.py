@@ -39,6 +39,10 @@ def test_fused_classifier_and_features_equal_unfused(name):
             unfused_error = (b.double() - ref).abs().max().item()
             assert fused_error <= max(1e-4, 2 * unfused_error), (level, fused_error, unfused_error)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    fast = fuse_for_inference(model, channels_last=True)
+    assert fast.features.stem_conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert (fast(x) - model(x)).abs().max() < 1e-4
 
 
 def test_fused_ssd_and_fcn_equal_unfused():

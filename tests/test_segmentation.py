@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from hardnet_backbones.data.segmentation import SegmentationDataset, cityscapes_segmentation, folder_segmentation
+from hardnet_backbones.data.segmentation import cityscapes_segmentation, folder_segmentation
 from hardnet_backbones.data.shapes import make_shapes_dataset
 from hardnet_backbones.data.transforms import segmentation_train_transform
 from hardnet_backbones.engine import trainer

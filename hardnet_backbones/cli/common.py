@@ -1,6 +1,5 @@
 """Argument helpers shared by the tools."""
 import argparse
-from typing import List
 
 from ..engine.config import Config, list_keys
 

@@ -48,6 +48,7 @@ class DataConfig:
     # segmentation augmentation
     crop_size: Tuple[int, int] = (512, 512)
     scale_range: Tuple[float, float] = (0.5, 2.0)
+    color_jitter_p: float = 0.5
     ignore_index: int = 255
 
 

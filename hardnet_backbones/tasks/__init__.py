@@ -45,9 +45,23 @@ class Task:
     def evaluate(self, model: torch.nn.Module, val_set: Dataset, loader: DataLoader, dist_info: DistInfo) -> Dict[str, Any]:
         raise NotImplementedError
 
+    def draw(self, model: torch.nn.Module, val_set: Dataset, index: int, device: torch.device) -> Tuple[Any, str]:
+        """The prediction for validation item ``index`` as a PIL image, and its file name."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
     def save_visuals(self, model: torch.nn.Module, val_set: Dataset, out_dir, count: int) -> List[str]:
         """Draw ``count`` validation predictions as PNG files; returns their paths."""
-        raise NotImplementedError
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        device = next(model.parameters()).device
+        model.eval()
+        paths = []
+        for index in range(min(count, len(val_set))):
+            picture, name = self.draw(model, val_set, index, device)
+            picture.save(out_dir / name)
+            paths.append(str(out_dir / name))
+        return paths
 
 
 def load_trained_model(

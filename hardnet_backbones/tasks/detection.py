@@ -1,6 +1,6 @@
 """SSD detection on COCO-format or Pascal VOC data."""
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -60,18 +60,8 @@ class DetectionTask(Task):
     def evaluate(self, model, val_set, loader: DataLoader, dist_info: DistInfo) -> Dict[str, Any]:
         return evaluate_detection(model, loader, val_set.coco, val_set.label_to_cat_id, dist_info)
 
-    @torch.inference_mode()
-    def save_visuals(self, model, val_set, out_dir, count: int) -> List[str]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        device = next(model.parameters()).device
-        model.eval()
-        paths = []
-        for index in range(min(count, len(val_set))):
-            image, target = val_set[index]
-            pred = model([image.to(device)])[0]
-            picture = draw_detections(image, pred['boxes'], pred['labels'], pred['scores'], val_set.class_names)
-            path = out_dir / f'detections_{target["image_id"]}.png'
-            picture.save(path)
-            paths.append(str(path))
-        return paths
+    def draw(self, model, val_set, index, device):
+        image, target = val_set[index]
+        pred = model([image.to(device)])[0]
+        picture = draw_detections(image, pred['boxes'], pred['labels'], pred['scores'], val_set.class_names)
+        return picture, f'detections_{target["image_id"]}.png'

@@ -1,8 +1,8 @@
 """Semantic segmentation (FCN / DeepLabV3 / LR-ASPP) on VOC, Cityscapes, folder or shapes data."""
-from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from ..data.segmentation import cityscapes_segmentation, folder_segmentation, voc_segmentation
@@ -34,7 +34,7 @@ class SegmentationTask(Task):
         data = self.cfg.data
         if train:
             transform = segmentation_train_transform(
-                data.crop_size, _MEAN, _STD, data.scale_range, data.ignore_index, data.hflip_p)
+                data.crop_size, _MEAN, _STD, data.scale_range, data.ignore_index, data.hflip_p, data.color_jitter_p)
         else:
             transform = segmentation_eval_transform(_MEAN, _STD)
         if data.format == 'voc':
@@ -78,29 +78,17 @@ class SegmentationTask(Task):
         return evaluate_segmentation(model, loader, val_set.num_classes, val_set.class_names, dist_info,
                                      self.cfg.data.ignore_index)
 
-    @torch.inference_mode()
-    def save_visuals(self, model, val_set, out_dir, count: int) -> List[str]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        device = next(model.parameters()).device
-        model.eval()
-        paths = []
-        for index in range(min(count, len(val_set))):
-            image, mask = val_set[index]
-            pred = model(image[None].to(device))['out'].argmax(1)[0].cpu()
-            raw = val_set.load_image(index)
-            prediction = overlay_segmentation(raw, pred, val_set.num_classes)
-            truth = overlay_segmentation(raw, mask, val_set.num_classes)
-            canvas = _side_by_side([raw, truth, prediction])
-            path = out_dir / f'overlay_{index:04d}.png'
-            canvas.save(path)
-            paths.append(str(path))
-        return paths
+    def draw(self, model, val_set, index, device):
+        image, mask = val_set[index]
+        pred = model(image[None].to(device))['out'].argmax(1)[0].cpu()
+        raw = val_set.load_image(index)
+        prediction = overlay_segmentation(raw, pred, val_set.num_classes)
+        truth = overlay_segmentation(raw, mask, val_set.num_classes)
+        return _side_by_side([raw, truth, prediction]), f'overlay_{index:04d}.png'
 
 
-def _side_by_side(pictures) -> 'Image.Image':
+def _side_by_side(pictures) -> Image.Image:
     """Image | ground truth | prediction, left to right."""
-    from PIL import Image
     pictures = [p if isinstance(p, Image.Image) else Image.fromarray(p) for p in pictures]
     width = sum(p.width for p in pictures)
     canvas = Image.new('RGB', (width, max(p.height for p in pictures)))
