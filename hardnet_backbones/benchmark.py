@@ -29,6 +29,8 @@ VARIANTS = {
     'ckpt': 'set_grad_checkpointing(True) (training memory)',
     'cl': 'channels_last memory format',
     'onnx': 'exported to ONNX and run in onnxruntime (inference only)',
+    'os8': 'output stride 8 (segmentation builders with an output_stride argument)',
+    'os16': 'output stride 16 (segmentation builders with an output_stride argument)',
 }
 
 # model -> baseline, per suite (images: 224 for classification, the detector's size, 512 for segmentation)
@@ -92,9 +94,9 @@ def _task_of(name: str) -> str:
     return 'classification'
 
 
-def build_benchmark_model(name: str) -> nn.Module:
+def build_benchmark_model(name: str, **kwargs: Any) -> nn.Module:
     """A randomly initialised model by name: ``tv:<torchvision builder>``, one of our detection or
-    segmentation builders, or any timm model (``hardnet68``, ``resnet50``, ...)."""
+    segmentation builders, or any timm model (``hardnet68``, ``resnet50``, ...); ``kwargs`` go to the builder."""
     import timm
     import torchvision.models.detection as tv_det
     import torchvision.models.segmentation as tv_seg
@@ -113,8 +115,8 @@ def build_benchmark_model(name: str) -> nn.Module:
     if name in DETECTION_MODELS:
         return DETECTION_MODELS[name](num_classes=91)
     if name in SEGMENTATION_MODELS:
-        return SEGMENTATION_MODELS[name](num_classes=21)
-    return timm.create_model(name)
+        return SEGMENTATION_MODELS[name](num_classes=21, **kwargs)
+    return timm.create_model(name, **kwargs)
 
 
 def _inputs(task: str, cfg: BenchConfig, batch: int, device: torch.device, channels_last: bool = False):
@@ -213,7 +215,8 @@ def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
     device = torch.device(cfg.device)
     base, variants = split_variants(name)
     task = _task_of(base)
-    model = build_benchmark_model(base)
+    strides = [int(v[2:]) for v in variants if v.startswith('os')]
+    model = build_benchmark_model(base, **({'output_stride': strides[0]} if strides else {}))
     result: Dict[str, Any] = dict(model=name, task=task)
     if mode == 'infer':
         result['params_m'] = sum(p.numel() for p in model.parameters()) / 1e6
