@@ -239,7 +239,6 @@ class _FeatureBuilder:
     ):
         self.cfg = cfg
         self.output_stride = output_stride
-        self.act_layer = act_layer
         self.dd = dd
         self.modules: 'OrderedDict[str, nn.Module]' = OrderedDict()
         self.feature_info: List[Dict[str, Any]] = []
