@@ -62,12 +62,18 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _setup_logging(out_dir: Optional[Path]) -> None:
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    if out_dir is not None:
-        handler = logging.FileHandler(out_dir / 'train.log')
-        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
-        logging.getLogger('hardnet').addHandler(handler)
+_LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+
+
+def _setup_logging(out_dir: Optional[Path]) -> Optional[logging.Handler]:
+    """Console logging, plus ``train.log`` in ``out_dir``; returns the file handler to remove after the run."""
+    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
+    if out_dir is None:
+        return None
+    handler = logging.FileHandler(out_dir / 'train.log')
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    logging.getLogger('hardnet').addHandler(handler)
+    return handler
 
 
 def _loaders(cfg: Config, task: Task, train_set, val_set, dist_info: DistInfo) -> Tuple[DataLoader, DataLoader]:
@@ -237,12 +243,13 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None) -> Dict[str,
     """
     dist_info = init_distributed(cfg.train.device)
     out_dir = Path(cfg.output_dir)
+    log_file = None
     try:
         if dist_info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out_dir / 'config.yaml')
         barrier()
-        _setup_logging(out_dir if dist_info.is_main else None)
+        log_file = _setup_logging(out_dir if dist_info.is_main else None)
         run = _Run(cfg, dist_info)
         resume_path = _resolve_resume(cfg, resume)
         if resume_path is not None:
@@ -260,6 +267,9 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None) -> Dict[str,
         barrier()
         return metrics
     finally:
+        if log_file is not None:
+            logging.getLogger('hardnet').removeHandler(log_file)
+            log_file.close()
         cleanup_distributed()
 
 
