@@ -1,35 +1,17 @@
 """A literal FC-HarDNet-70 in the original module layout, used only as a test oracle."""
-from collections import OrderedDict
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import reference_hardnet
+
 
 def conv(cin, cout, k=3, s=1):
-    return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(cin, cout, k, s, k // 2, bias=False), norm=nn.BatchNorm2d(cout), relu=nn.ReLU()))
+    return reference_hardnet.conv(cin, cout, k, s, act=nn.ReLU)
 
 
-class RefBlock(nn.Module):
-    def __init__(self, cin, gr, grmul, n):
-        super().__init__()
-        self.links, widths, layers = [], [cin], []
-        for k in range(1, n + 1):
-            link = [k - 2 ** i for i in range(10) if k % 2 ** i == 0 and k - 2 ** i >= 0]
-            out = int(int(gr * grmul ** (len(link) - 1) + 1) / 2) * 2
-            layers.append(conv(sum(widths[j] for j in link), out))
-            self.links.append(link)
-            widths.append(out)
-        self.layers = nn.ModuleList(layers)
-        self.out_ch = sum(widths[k] for k in range(1, n + 1) if k % 2 == 1 or k == n)
-
-    def forward(self, x):
-        outs = [x]
-        for link, layer in zip(self.links, self.layers):
-            outs.append(layer(torch.cat([outs[j] for j in link], 1)))
-        n = len(outs) - 1
-        return torch.cat([outs[k] for k in range(1, n + 1) if k % 2 == 1 or k == n], 1)
+def RefBlock(cin, gr, grmul, n):  # noqa: N802  (reads like the class it builds)
+    return reference_hardnet.RefBlock(cin, gr, grmul, n, act=nn.ReLU)
 
 
 class RefFCHarDNet(nn.Module):

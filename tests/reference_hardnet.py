@@ -22,9 +22,9 @@ VARIANTS = {
 }
 
 
-def conv(cin, cout, k=3, s=1):
+def conv(cin, cout, k=3, s=1, act=nn.ReLU6):
     return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(cin, cout, k, s, k // 2, bias=False), norm=nn.BatchNorm2d(cout), relu=nn.ReLU6()))
+        conv=nn.Conv2d(cin, cout, k, s, k // 2, bias=False), norm=nn.BatchNorm2d(cout), relu=act()))
 
 
 def dwconv(c, s=1):
@@ -32,7 +32,7 @@ def dwconv(c, s=1):
 
 
 class RefBlock(nn.Module):
-    def __init__(self, cin, gr, grmul, n, dw):
+    def __init__(self, cin, gr, grmul, n, dw=False, act=nn.ReLU6):
         super().__init__()
         self.links, widths, layers = [], [cin], []
         for k in range(1, n + 1):
@@ -40,10 +40,14 @@ class RefBlock(nn.Module):
             out = gr * grmul ** (len(link) - 1)
             out = int(int(out + 1) / 2) * 2
             inch = sum(widths[j] for j in link)
-            layers.append(nn.Sequential(OrderedDict(layer1=conv(inch, out, 1), layer2=dwconv(out))) if dw else conv(inch, out))
+            if dw:
+                layers.append(nn.Sequential(OrderedDict(layer1=conv(inch, out, 1, act=act), layer2=dwconv(out))))
+            else:
+                layers.append(conv(inch, out, act=act))
             self.links.append(link)
             widths.append(out)
         self.layers = nn.ModuleList(layers)
+        self.out_ch = sum(widths[k] for k in range(1, n + 1) if k % 2 == 1 or k == n)
 
     def forward(self, x):
         outs = [x]
@@ -65,7 +69,7 @@ class RefHarDNet(nn.Module):
             base.append(blk)
             if i == len(v['n']) - 1 and name == 'hardnet85':
                 base.append(nn.Dropout(0.1))
-            base.append(conv(sum(p.shape[0] for p in _block_out_weights(blk)), v['ch'][i], 1))
+            base.append(conv(blk.out_ch, v['ch'][i], 1))
             ch = v['ch'][i]
             if v['down'][i]:
                 base.append(dwconv(ch, 2) if v['dw'] else nn.MaxPool2d(2, 2))
@@ -76,11 +80,3 @@ class RefHarDNet(nn.Module):
         for layer in self.base:
             x = layer(x)
         return x
-
-
-def _block_out_weights(blk):
-    """Last conv weight of every layer whose output the block concatenates (odd layers and the last)."""
-    n = len(blk.layers)
-    for k in range(1, n + 1):
-        if k % 2 == 1 or k == n:
-            yield [m for m in blk.layers[k - 1].modules() if isinstance(m, nn.Conv2d)][-1].weight
