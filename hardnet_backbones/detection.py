@@ -162,17 +162,20 @@ _BUILDER_ARGS_DOC = """
 
 def ssd300_hardnet68(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                      trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> SSD:
-    return _build_ssd(_SSD_SPECS['ssd300_hardnet68'], num_classes, weights_backbone, trainable_backbone_layers, **kwargs)
+    return _build_ssd(
+        _SSD_SPECS['ssd300_hardnet68'], num_classes, weights_backbone, trainable_backbone_layers, **kwargs)
 
 
 def ssd512_hardnet68(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                      trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> SSD:
-    return _build_ssd(_SSD_SPECS['ssd512_hardnet68'], num_classes, weights_backbone, trainable_backbone_layers, **kwargs)
+    return _build_ssd(
+        _SSD_SPECS['ssd512_hardnet68'], num_classes, weights_backbone, trainable_backbone_layers, **kwargs)
 
 
 def ssd512_hardnet85(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                      trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> SSD:
-    return _build_ssd(_SSD_SPECS['ssd512_hardnet85'], num_classes, weights_backbone, trainable_backbone_layers, **kwargs)
+    return _build_ssd(
+        _SSD_SPECS['ssd512_hardnet85'], num_classes, weights_backbone, trainable_backbone_layers, **kwargs)
 
 
 def ssdlite320_hardnet39ds(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,

@@ -103,10 +103,12 @@ class FCHarDNet(nn.Module):
         return {'out': x}
 
 
-_ORIGINAL_NAMES = (('conv1x1_up.', 'decoder_reduce.'), ('denseBlocksUp.', 'decoder_blocks.'), ('finalConv.', 'classifier.'))
+_ORIGINAL_NAMES = (
+    ('conv1x1_up.', 'decoder_reduce.'), ('denseBlocksUp.', 'decoder_blocks.'), ('finalConv.', 'classifier.'))
 
 
-def fchardnet_checkpoint_filter(state_dict: Dict[str, Any], model: FCHarDNet, encoder_only: bool = False) -> Dict[str, torch.Tensor]:
+def fchardnet_checkpoint_filter(
+        state_dict: Dict[str, Any], model: FCHarDNet, encoder_only: bool = False) -> Dict[str, torch.Tensor]:
     """Original FC-HarDNet keys (or ours) -> this model's keys, validated (missing / unexpected / shape).
 
     With ``encoder_only`` (the ImageNet 'petite' backbone file), only ``encoder.*`` keys are expected
@@ -122,7 +124,8 @@ def fchardnet_checkpoint_filter(state_dict: Dict[str, Any], model: FCHarDNet, en
     renamed = remap_by_position(renamed, 'base', model.encoder, 'encoder')
     if encoder_only:
         encoder = {k[len('encoder.'):]: v for k, v in renamed.items() if k.startswith('encoder.')}
-        return {f'encoder.{k}': v for k, v in match_state_dict(encoder, model.encoder, what='FC-HarDNet encoder').items()}
+        encoder = match_state_dict(encoder, model.encoder, what='FC-HarDNet encoder')
+        return {f'encoder.{k}': v for k, v in encoder.items()}
     return match_state_dict(renamed, model, what='FC-HarDNet model')
 
 

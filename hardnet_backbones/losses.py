@@ -69,7 +69,9 @@ class SegmentationLoss(nn.Module):
             return bootstrapped_cross_entropy(logits, target, self.min_k, self.threshold, self.ignore_index)
         return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
 
-    def forward(self, outputs: Dict[str, torch.Tensor], target: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(
+            self, outputs: Dict[str, torch.Tensor], target: torch.Tensor,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         parts = {'out': self._single(outputs['out'], target)}
         total = parts['out']
         if 'aux' in outputs and self.aux_weight:

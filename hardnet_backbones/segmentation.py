@@ -55,7 +55,9 @@ class HarDNetSegmentationBackbone(nn.Module):
         return out
 
 
-def _backbone(name: str, levels: Dict[str, int], weights_backbone: WeightsBackbone, output_stride: int) -> HarDNetSegmentationBackbone:
+def _backbone(
+        name: str, levels: Dict[str, int], weights_backbone: WeightsBackbone,
+        output_stride: int) -> HarDNetSegmentationBackbone:
     ordered = sorted(levels.items(), key=lambda item: item[1])
     body = create_feature_backbone(
         name, [level for _, level in ordered], weights_backbone, output_stride=output_stride)

@@ -18,7 +18,8 @@ class RefFCHarDNet(nn.Module):
     def __init__(self, n_classes=19):
         super().__init__()
         first, chs, gr, n = [16, 24, 32, 48], [64, 96, 160, 224, 320], [10, 16, 18, 24, 32], [4, 4, 8, 8, 8]
-        base = [conv(3, first[0], 3, 2), conv(first[0], first[1]), conv(first[1], first[2], 3, 2), conv(first[2], first[3])]
+        base = [conv(3, first[0], 3, 2), conv(first[0], first[1]),
+                conv(first[1], first[2], 3, 2), conv(first[2], first[3])]
         self.shortcuts, skip_chs, ch = [], [], first[3]
         for i in range(5):
             blk = RefBlock(ch, gr[i], 1.7, n[i])

@@ -25,7 +25,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                     '--batch-size 8 --image-size 224')
     parser.add_argument('--suite', choices=sorted(SUITES), default=None,
                         help='preset list of models and baselines: ' + '; '.join(
-                            f'{k}: ' + ', '.join(f'{m} vs {b}' for m, b in v.items() if m != b) for k, v in SUITES.items()))
+                            f'{k}: ' + ', '.join(f'{m} vs {b}' for m, b in v.items() if m != b)
+                            for k, v in SUITES.items()))
     parser.add_argument('--models', nargs='+', default=None,
                         help='models to measure instead of a suite: timm names (hardnet68, resnet50), our detection/'
                              'segmentation builders (ssd300_hardnet68, fcn_hardnet68) or tv:<torchvision builder>; '
@@ -44,7 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='autocast dtype (default: %(default)s)')
     parser.add_argument('--channels-last', action='store_true', help='NHWC memory format for model and inputs')
     parser.add_argument('--compile', action='store_true', help='torch.compile each model before timing')
-    parser.add_argument('--fuse', action='store_true', help='fold BatchNorm into convs for inference (fuse_for_inference)')
+    parser.add_argument('--fuse', action='store_true',
+                        help='fold BatchNorm into convs for inference (fuse_for_inference)')
     parser.add_argument('--grad-checkpointing', action='store_true',
                         help='enable set_grad_checkpointing(True) for the training measurement where supported')
     parser.add_argument('--no-train', action='store_true', help='skip the training-step measurement')
@@ -86,7 +88,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     machine = dict(platform=platform.platform(), processor=platform.processor(), torch=torch.__version__,
                    threads=torch.get_num_threads(),
                    gpu=torch.cuda.get_device_name(0) if cfg.device.startswith('cuda') else None)
-    output.with_suffix('.json').write_text(json.dumps(dict(config=asdict(cfg), machine=machine, results=rows), indent=2))
+    report = dict(config=asdict(cfg), machine=machine, results=rows)
+    output.with_suffix('.json').write_text(json.dumps(report, indent=2))
     table = to_markdown(rows, cfg)
     output.with_suffix('.md').write_text(table)
     print(table)

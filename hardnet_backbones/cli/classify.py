@@ -18,7 +18,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         description='Print the top-k ImageNet classes of each image, using the model\'s timm preprocessing.')
     parser.add_argument('images', nargs='+', help='image files (any format PIL reads)')
     parser.add_argument('--model', default='hardnet68',
-                        help='timm model name, e.g. hardnet39ds, hardnet68ds, hardnet68, hardnet85 (default: %(default)s)')
+                        help='timm model name, e.g. hardnet39ds, hardnet68ds, hardnet68, hardnet85 '
+                             '(default: %(default)s)')
     parser.add_argument('--checkpoint', default=None,
                         help='local weights: a published-format file (base.N keys) or one saved by our tools; '
                              'without it the published weights are downloaded (SHA-256 checked, cached)')

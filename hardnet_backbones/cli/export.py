@@ -77,7 +77,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             onnx_path, model, kind, size, args.atol, batch=1 if args.static else 2))
         if not args.no_torchscript:
             ts_path = export_torchscript(model, out / f'{name}.torchscript.pt', kind, size)
-            report['torchscript'] = dict(path=str(ts_path), **validate_torchscript(ts_path, model, kind, size, args.atol))
+            checked = validate_torchscript(ts_path, model, kind, size, args.atol)
+            report['torchscript'] = dict(path=str(ts_path), **checked)
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         _logger.error('%s', e)
         return 2

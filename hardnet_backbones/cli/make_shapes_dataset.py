@@ -16,7 +16,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--val', type=int, default=60, help='validation images (default: %(default)s)')
     parser.add_argument('--size', type=int, nargs=2, default=(128, 128), metavar=('HEIGHT', 'WIDTH'),
                         help='image size in pixels (default: 128 128)')
-    parser.add_argument('--max-shapes', type=int, default=4, help='at most this many shapes per image (default: %(default)s)')
+    parser.add_argument('--max-shapes', type=int, default=4,
+                        help='at most this many shapes per image (default: %(default)s)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: %(default)s)')
     return parser
 

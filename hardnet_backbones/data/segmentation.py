@@ -125,7 +125,8 @@ def _paired(images: List[Path], mask_for: Callable[[Path], Path]) -> List[Tuple[
     return [(img, mask_for(img)) for img in sorted(images)]
 
 
-def voc_segmentation(root: Union[str, Path], split: str = 'train', transform: Optional[Callable] = None) -> SegmentationDataset:
+def voc_segmentation(root: Union[str, Path], split: str = 'train',
+                     transform: Optional[Callable] = None) -> SegmentationDataset:
     """Pascal VOC: ``JPEGImages/*.jpg``, ``SegmentationClass/*.png`` (palette PNG, 255 = ignore),
     ``ImageSets/Segmentation/<split>.txt``; 21 classes."""
     root = Path(root)
@@ -137,7 +138,8 @@ def voc_segmentation(root: Union[str, Path], split: str = 'train', transform: Op
     return SegmentationDataset(pairs, VOC_SEG_CLASSES, transform)
 
 
-def cityscapes_segmentation(root: Union[str, Path], split: str = 'train', transform: Optional[Callable] = None) -> SegmentationDataset:
+def cityscapes_segmentation(root: Union[str, Path], split: str = 'train',
+                            transform: Optional[Callable] = None) -> SegmentationDataset:
     """Cityscapes: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with ``gtFine/.../*_gtFine_labelIds.png``,
     mapped to the 19 trainIds (other ids ignored)."""
     root = Path(root)

@@ -87,8 +87,8 @@ def _loaders(cfg: Config, task: Task, train_set, val_set, dist_info: DistInfo) -
         collate_fn=task.collate, drop_last=drop_last, pin_memory=dist_info.device.type == 'cuda',
         persistent_workers=d.num_workers > 0)
     val_loader = DataLoader(
-        val_set, batch_size=task.val_batch_size(), sampler=ShardSampler(len(val_set), dist_info.rank, dist_info.world_size),
-        num_workers=d.num_workers, collate_fn=task.collate)
+        val_set, batch_size=task.val_batch_size(), num_workers=d.num_workers, collate_fn=task.collate,
+        sampler=ShardSampler(len(val_set), dist_info.rank, dist_info.world_size))
     return train_loader, val_loader
 
 

@@ -9,7 +9,8 @@ from ..engine.distributed import DistInfo, all_reduce_sum
 __all__ = ['confusion_matrix', 'metrics_from_confusion', 'evaluate_segmentation']
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def confusion_matrix(
+        pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
     """``(K, K)`` int64 counts, rows = ground truth, columns = prediction; ignored pixels skipped."""
     keep = target != ignore_index
     index = target[keep].long() * num_classes + pred[keep].long()

@@ -31,7 +31,9 @@ class Task:
     def collate(self, batch: List[Any]) -> Any:
         raise NotImplementedError
 
-    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def loss(
+            self, model: torch.nn.Module, batch: Any, device: torch.device,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Total loss to minimise and its named parts (for logging)."""
         raise NotImplementedError
 
@@ -42,7 +44,9 @@ class Task:
     def batch_size(self, batch: Any) -> int:
         return len(batch[0])
 
-    def evaluate(self, model: torch.nn.Module, val_set: Dataset, loader: DataLoader, dist_info: DistInfo) -> Dict[str, Any]:
+    def evaluate(
+            self, model: torch.nn.Module, val_set: Dataset, loader: DataLoader, dist_info: DistInfo,
+    ) -> Dict[str, Any]:
         raise NotImplementedError
 
     def draw(self, model: torch.nn.Module, val_set: Dataset, index: int, device: torch.device) -> Tuple[Any, str]:

@@ -24,12 +24,13 @@ class DetectionTask(Task):
         transform = None
         if train:
             transform = detection_train_transform(
-                self.cfg.model.kwargs.get('size', detection_input_size(self.cfg.model.name)), photometric_p=data.photometric_p,
+                self.cfg.model.kwargs.get('size', detection_input_size(self.cfg.model.name)),
+                photometric_p=data.photometric_p,
                 zoom_out_max=data.zoom_out_max, zoom_out_p=data.zoom_out_p, iou_crop=data.iou_crop,
                 hflip_p=data.hflip_p)
         if data.format == 'coco':
             return CocoDetectionDataset(
-                root / data.images_dir / split, root / (ann or f'annotations/{split}.json'), transform, skip_empty=False)
+                root / data.images_dir / split, root / (ann or f'annotations/{split}.json'), transform)
         if data.format == 'voc':
             return VOCDetectionDataset(root, split, transform)
         raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')

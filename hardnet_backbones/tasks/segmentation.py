@@ -48,7 +48,8 @@ class SegmentationTask(Task):
                 raise ConfigError('data.format=folder needs model.num_classes')
             names = [f'class_{i}' for i in range(self.cfg.model.num_classes)]
             return folder_segmentation(data.root, split, names, transform, data.ignore_index)
-        raise ConfigError(f'data.format: {data.format!r} is not a segmentation format (voc, cityscapes, folder, shapes)')
+        raise ConfigError(
+            f'data.format: {data.format!r} is not a segmentation format (voc, cityscapes, folder, shapes)')
 
     def build_datasets(self):
         data = self.cfg.data
