@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 
 from .hub import load_checkpoint_file
+from .state_dict import unwrap_state_dict
 
 __all__ = ['Prediction', 'create_classifier_model', 'classify_images', 'load_rgb_image']
 
@@ -55,11 +56,7 @@ def create_classifier_model(
                 f'Pass a local checkpoint with --checkpoint PATH; a model with random weights '
                 f'would give meaningless predictions.') from e
     else:
-        state_dict = load_checkpoint_file(checkpoint)
-        for key in ('model_ema', 'state_dict', 'model'):
-            if isinstance(state_dict.get(key), dict):
-                state_dict = state_dict[key]
-                break
+        state_dict = unwrap_state_dict(load_checkpoint_file(checkpoint))
         num_classes = _num_classes_in(state_dict) or 1000
         model = timm.create_model(
             model_name, pretrained=True, num_classes=num_classes,

@@ -9,7 +9,7 @@ import torch
 
 from ..hub import load_checkpoint_file
 
-__all__ = ['save_atomic', 'load_training_checkpoint', 'capture_rng_state', 'restore_rng_state']
+__all__ = ['save_atomic', 'load_training_checkpoint', 'model_weights', 'capture_rng_state', 'restore_rng_state']
 
 
 def save_atomic(obj: Dict[str, Any], path: Union[str, Path]) -> None:
@@ -28,6 +28,16 @@ def load_training_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     for key in ('model', 'optimizer', 'epoch'):
         if key not in checkpoint:
             raise RuntimeError(f'{path} is not a training checkpoint of ours: no "{key}" entry')
+    return checkpoint
+
+
+def model_weights(checkpoint: Dict[str, Any], prefer_ema: bool = True) -> Dict[str, torch.Tensor]:
+    """The model state dict inside a training checkpoint (EMA weights when present and preferred),
+    or the file itself when it is a bare state dict."""
+    if isinstance(checkpoint.get('model'), dict):
+        if prefer_ema and checkpoint.get('model_ema'):
+            return checkpoint['model_ema']
+        return checkpoint['model']
     return checkpoint
 
 

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from ..hub import load_checkpoint_file
 from ..tasks import Task, create_task
 from ..visualize import plot_history
-from .checkpoint import capture_rng_state, load_training_checkpoint, restore_rng_state, save_atomic
+from .checkpoint import (
+    capture_rng_state, load_training_checkpoint, model_weights, restore_rng_state, save_atomic)
 from .config import Config, config_to_dict, save_config
 from .distributed import DistInfo, ShardSampler, all_reduce_sum, barrier, cleanup_distributed, init_distributed
 
@@ -285,7 +286,7 @@ def evaluate(cfg: Config, checkpoint: Union[str, Path], output: Optional[Union[s
         task = create_task(cfg)
         train_set, val_set = task.build_datasets()
         model = task.build_model(train_set).to(dist_info.device)
-        model.load_state_dict(_model_weights(load_checkpoint_file(checkpoint), prefer_ema=cfg.train.ema))
+        model.load_state_dict(model_weights(load_checkpoint_file(checkpoint), prefer_ema=cfg.train.ema))
         _, val_loader = _loaders(cfg, task, train_set, val_set, dist_info)
         metrics = task.evaluate(model, val_set, val_loader, dist_info)
         if dist_info.is_main:
@@ -297,12 +298,3 @@ def evaluate(cfg: Config, checkpoint: Union[str, Path], output: Optional[Union[s
         return metrics
     finally:
         cleanup_distributed()
-
-
-def _model_weights(checkpoint: Dict[str, Any], prefer_ema: bool) -> Dict[str, torch.Tensor]:
-    """The model state dict inside a training checkpoint (EMA weights if asked for), or the file itself."""
-    if isinstance(checkpoint.get('model'), dict):
-        if prefer_ema and checkpoint.get('model_ema'):
-            return checkpoint['model_ema']
-        return checkpoint['model']
-    return checkpoint

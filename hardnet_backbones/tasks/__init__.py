@@ -78,7 +78,7 @@ def load_trained_model(
     (detection: without the background; segmentation: every class).
     """
     from ..detection import create_detection_model
-    from ..engine.checkpoint import load_training_checkpoint
+    from ..engine.checkpoint import load_training_checkpoint, model_weights
     from ..engine.config import config_from_dict
     from ..segmentation import create_segmentation_model
 
@@ -93,7 +93,7 @@ def load_trained_model(
     else:
         extra = {} if m.aux_loss is None else {'aux_loss': m.aux_loss}
         model = create_segmentation_model(m.name, num_classes=len(class_names), **extra, **m.kwargs)
-    model.load_state_dict(state['model_ema'] if state.get('model_ema') else state['model'])
+    model.load_state_dict(model_weights(state))
     return model.to(device).eval(), cfg, class_names
 
 
