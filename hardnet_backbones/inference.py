@@ -6,13 +6,13 @@ from typing import List, Optional, Sequence, Union
 import timm
 import torch
 import torch.nn as nn
-from PIL import Image, UnidentifiedImageError
 from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 
 from .hub import load_checkpoint_file
+from .image_io import read_image
 from .state_dict import unwrap_state_dict
 
-__all__ = ['Prediction', 'create_classifier_model', 'classify_images', 'load_rgb_image']
+__all__ = ['Prediction', 'create_classifier_model', 'classify_images']
 
 
 @dataclass
@@ -64,15 +64,6 @@ def create_classifier_model(
     return model.to(device).eval()
 
 
-def load_rgb_image(path: Union[str, Path]) -> Image.Image:
-    """Open an image file as RGB, with an error naming the file when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            return image.convert('RGB')
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
-        raise ValueError(f'Cannot read image {path}: {e}') from e
-
-
 @torch.inference_mode()
 def classify_images(
         model: nn.Module,
@@ -96,7 +87,7 @@ def classify_images(
         class_names = [info.index_to_description(i) if info else f'class {i}' for i in range(num_classes)]
     results = []
     for path in paths:
-        batch = transform(load_rgb_image(path)).unsqueeze(0).to(device)
+        batch = transform(read_image(path)).unsqueeze(0).to(device)
         probs = model(batch).softmax(-1)[0]
         values, indices = probs.topk(min(topk, num_classes))
         results.append([

@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 
-__all__ = ['plot_history', 'draw_detections', 'overlay_segmentation', 'color_palette']
+__all__ = ['plot_history', 'draw_detections', 'overlay_segmentation', 'color_palette', 'voc_palette',
+           'CITYSCAPES_PALETTE', 'IGNORE_COLOR']
 
 
 def plot_history(history: List[Dict[str, float]], path: Union[str, Path], main_metric: str) -> None:
@@ -33,10 +34,47 @@ def plot_history(history: List[Dict[str, float]], path: Union[str, Path], main_m
     plt.close(fig)
 
 
-def color_palette(num_classes: int) -> List[tuple]:
-    """Distinct RGB colours; class 0 (background) is black."""
+# the trainId colours of the Cityscapes benchmark (cityscapesScripts' labels.py)
+CITYSCAPES_PALETTE = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
+    (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
+IGNORE_COLOR = (224, 224, 192)  # Pascal VOC's colour of its 255 ("void") pixels
+
+
+def voc_palette(num_colors: int = 256) -> List[tuple]:
+    """The Pascal VOC colour map: the bits of the class index spread over R, G and B."""
+    colors = []
+    for index in range(num_colors):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        colors.append((r, g, b))
+    return colors
+
+
+def color_palette(class_names: Union[int, Sequence[str]]) -> List[tuple]:
+    """One RGB colour per class: the standard VOC or Cityscapes palette for those class lists,
+    otherwise distinct generated colours. A class named 'background' is black; every other class,
+    class 0 included, gets a colour. None equals :data:`IGNORE_COLOR`."""
+    from .data.segmentation import CITYSCAPES_CLASSES, VOC_SEG_CLASSES
+
+    names = [f'class_{i}' for i in range(class_names)] if isinstance(class_names, int) else list(class_names)
+    if tuple(names) == VOC_SEG_CLASSES:
+        return voc_palette(len(names))
+    if tuple(names) == CITYSCAPES_CLASSES:
+        return list(CITYSCAPES_PALETTE)
     rng = np.random.default_rng(3)
-    colors = [(0, 0, 0)] + [tuple(int(c) for c in rng.integers(40, 256, 3)) for _ in range(num_classes - 1)]
+    colors = []
+    for name in names:
+        color = (0, 0, 0)
+        while name != 'background' and (color == IGNORE_COLOR or max(color) < 60):
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        colors.append(color)
     return colors
 
 
@@ -71,7 +109,7 @@ def draw_detections(
     captions = [class_names[int(label) - 1] for label in labels]
     if scores is not None:
         captions = [f'{c} {s:.2f}' for c, s in zip(captions, scores[keep].tolist())]
-    palette = color_palette(len(class_names) + 1)
+    palette = color_palette(['background', *class_names])
     drawn = draw_bounding_boxes(
         _to_uint8(image.cpu()), boxes, labels=captions, colors=[palette[int(label)] for label in labels], width=2)
     return Image.fromarray(drawn.permute(1, 2, 0).numpy())
@@ -80,16 +118,23 @@ def draw_detections(
 def overlay_segmentation(
         image: Union[np.ndarray, torch.Tensor],
         mask: Union[np.ndarray, torch.Tensor],
-        num_classes: int,
+        class_names: Union[int, Sequence[str]],
         alpha: float = 0.5,
         ignore_index: int = 255,
 ) -> Image.Image:
-    """Blend a class-index mask (``(H, W)``) in palette colours over an RGB image (HWC uint8 or CHW [0, 1])."""
+    """Blend a class-index mask (``(H, W)``) in palette colours over an RGB image (HWC uint8 or CHW [0, 1]).
+
+    Every class is coloured (class 0 too) except one named 'background'; ``ignore_index`` pixels get
+    :data:`IGNORE_COLOR`. ``class_names`` may be a class count.
+    """
     if isinstance(image, torch.Tensor):
         image = _to_uint8(image.cpu()).permute(1, 2, 0).numpy()
     mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-    palette = np.array(color_palette(num_classes) + [(255, 255, 255)], dtype=np.float32)
-    index = np.where(mask == ignore_index, num_classes, np.clip(mask, 0, num_classes - 1))
-    colored = palette[index]
-    blend = np.where((mask > 0)[..., None], (1 - alpha) * image + alpha * colored, image)
+    palette = color_palette(class_names)
+    names = [f'class_{i}' for i in range(class_names)] if isinstance(class_names, int) else list(class_names)
+    colors = np.array(palette + [IGNORE_COLOR], dtype=np.float32)
+    ignored = mask == ignore_index
+    index = np.where(ignored, len(palette), np.clip(mask, 0, len(palette) - 1))
+    painted = ignored | ~np.isin(mask, [i for i, n in enumerate(names) if n == 'background'])
+    blend = np.where(painted[..., None], (1 - alpha) * image + alpha * colors[index], image)
     return Image.fromarray(blend.astype(np.uint8))

@@ -28,3 +28,9 @@ def randomize_bn_stats(model: torch.nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
             m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
             m.bias.data.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _private_cache_dir(tmp_path_factory):
+    """Mask-scan caches go to a folder of this test session, never the user's ~/.cache."""
+    os.environ['HARDNET_CACHE_DIR'] = str(tmp_path_factory.mktemp('hardnet_cache'))

@@ -175,8 +175,10 @@ def test_coco_dataset_cleans_boxes(tmp_path, caplog):
     assert target['boxes'].tolist() == [[10, 5, 30, 15], [50, 40, 64, 48]]
     assert target['labels'].tolist() == [1, 1]
     assert ds[1][1]['boxes'].shape == (0, 4)  # image without boxes is kept
-    assert 'dropped 2 degenerate boxes' in caplog.text
-    assert len(ds.coco.getAnnIds(iscrowd=True)) == 1
+    assert '2 boxes have no area inside their image' in caplog.text
+    # evaluation ground truth: the same clipped box, the dropped boxes ignored like the crowd
+    assert ds.coco.loadAnns(2)[0]['bbox'] == [50, 40, 14, 8]
+    assert sorted(ds.coco.getAnnIds(iscrowd=True)) == [3, 4, 5]
 
 
 @pytest.mark.parametrize('ann, message', [
@@ -227,7 +229,7 @@ def test_voc_dataset(tmp_path):
     assert target['labels'].tolist() == [12]  # 'dog' is the 12th VOC class
     assert len(ds.coco.getAnnIds(iscrowd=True)) == 1  # the difficult cat is ignored in evaluation
     (tmp_path / 'Annotations' / 'im.xml').write_text(_voc_xml([('unicorn', (1, 1, 5, 5), 0)]))
-    with pytest.raises(ValueError, match="im.xml: object 0 has unknown class 'unicorn'"):
+    with pytest.raises(ValueError, match="im.xml: object 0 has class 'unicorn', which is not among"):
         VOCDetectionDataset(tmp_path, 'val')
     (tmp_path / 'Annotations' / 'im.xml').write_text('<annotation><size>')
     with pytest.raises(ValueError, match='im.xml: malformed VOC annotation'):

@@ -5,9 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from hardnet_backbones.cli import detect as detect_cli
 from hardnet_backbones.cli import evaluate as evaluate_cli
@@ -100,6 +102,14 @@ def test_train_writes_every_artifact(shapes_root, tmp_path):
     assert detect_cli.main([str(image), '--checkpoint', str(out / 'last.pth'), '--out-dir', str(tmp_path / 'det'),
                             '--score-threshold', '0.0']) == 0
     assert (tmp_path / 'det' / image.name).is_file()
+    # a 16-bit PNG of the same picture goes through the same decoding (it used to load pure white)
+    sixteen_bit = tmp_path / 'sixteen.png'
+    gray = np.asarray(Image.open(image).convert('L')).astype(np.uint16) * 257
+    Image.fromarray(gray).save(sixteen_bit)
+    assert detect_cli.main([str(sixteen_bit), '--checkpoint', str(out / 'last.pth'), '--out-dir',
+                            str(tmp_path / 'det16'), '--score-threshold', '1.1']) == 0
+    drawn = np.asarray(Image.open(tmp_path / 'det16' / 'sixteen.png').convert('L')).astype(int)
+    assert abs(drawn.mean() - (gray // 257).mean()) < 3 and drawn.mean() < 200  # enlarged for captions, not white
     assert image.as_posix() in json.loads((tmp_path / 'det' / 'detections.json').read_text())
 
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from ..inference import load_rgb_image
+from ..image_io import read_image_array
 from ..tasks import load_trained_model
 from ..visualize import draw_detections
 
@@ -42,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise ValueError(f'{args.checkpoint} holds a {cfg.task} model, not a detector')
         report = {}
         for path in args.images:
-            image = torch.from_numpy(np.asarray(load_rgb_image(path)).copy()).permute(2, 0, 1).float().div(255)
+            image = torch.from_numpy(read_image_array(path).copy()).permute(2, 0, 1).float().div(255)
             pred = model([image.to(args.device)])[0]
             keep = pred['scores'] >= args.score_threshold
             picture = draw_detections(image, pred['boxes'], pred['labels'], pred['scores'], class_names,

@@ -2,10 +2,15 @@
 
 Each item is ``(image, target)``: a float ``(3, H, W)`` image in [0, 1] and a dict with ``boxes``
 (``(N, 4)`` xyxy pixels), ``labels`` (``(N,)`` int64, 1..K, 0 is the background) and ``image_id``.
-Annotations are validated when the dataset is created: malformed entries raise an error naming
-the file and the annotation; degenerate boxes are dropped, boxes leaving the image are clipped,
-crowd boxes (and VOC 'difficult' ones) are left out of training targets but kept, as ignored
-regions, in the COCO ground truth used for evaluation.
+
+Annotations are validated when the dataset is created: malformed entries raise an error naming the
+file and the entry. One box policy holds for training targets and evaluation ground truth alike:
+boxes leaving the image are clipped to it; boxes with nothing left (zero area, or outside the image)
+are dropped from training targets and marked ignored (``iscrowd``) in the evaluation ground truth,
+so they never count as missed objects. Crowd boxes (and VOC 'difficult' ones) are likewise left out
+of training targets and ignored in evaluation. Images are decoded by
+:func:`hardnet_backbones.image_io.read_image` (EXIF orientation, 16-bit, palette...) and must have
+the size their annotation states.
 """
 import contextlib
 import io
@@ -18,12 +23,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image
 from pycocotools.coco import COCO
-from torch.utils.data import Dataset
 
-__all__ = ['CocoDetectionDataset', 'VOCDetectionDataset', 'VOC_CLASSES', 'collate_detection', 'coco_from_dict',
-           'sample_seed']
+from ..errors import DataError
+from ..image_io import read_image_array
+from .sampling import AugmentedDataset, EpochIndex
+
+__all__ = ['CocoDetectionDataset', 'VOCDetectionDataset', 'VOC_CLASSES', 'collate_detection', 'coco_from_dict']
 
 _logger = logging.getLogger(__name__)
 
@@ -33,11 +39,7 @@ VOC_CLASSES = (
 
 # transform(image=HWC uint8, bboxes=(N, 4) xyxy, labels=(N,)) -> dict with the same keys
 DetectionTransform = Callable[..., Dict[str, Any]]
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """Augmentation seed of one sample: a pure function of the run seed, the epoch and the index."""
-    return ((seed * 1_000_003 + epoch) * 1_000_003 + index) % (2 ** 32)
+PathLike = Union[str, Path]
 
 
 def coco_from_dict(dataset: Dict[str, Any]) -> COCO:
@@ -65,26 +67,40 @@ def _clip_box(box: Sequence[float], width: int, height: int) -> Optional[List[fl
     return [x1, y1, x2, y2]
 
 
-class _DetectionDataset(Dataset):
+def _ground_truth_entry(ann: Dict[str, Any], width: int, height: int) -> Tuple[Optional[List[float]], Dict[str, Any]]:
+    """The training box (clipped xyxy, or None when dropped) and the evaluation annotation of ``ann``.
+
+    The evaluation annotation holds the same clipped box; a dropped box is kept as an ignored
+    (``iscrowd``) region so that evaluation never counts it as a missed object.
+    """
+    box = _clip_box(ann['bbox'], width, height)
+    entry = dict(ann)
+    if box is None:
+        entry['iscrowd'] = 1
+    else:
+        entry['bbox'] = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+        entry.setdefault('iscrowd', 0)
+    entry['area'] = float(entry.get('area') or entry['bbox'][2] * entry['bbox'][3])
+    return box, entry
+
+
+class _DetectionDataset(AugmentedDataset):
     """Common loading/augmentation; subclasses fill ``records`` and ``coco``."""
 
-    def __init__(self, transform: Optional[DetectionTransform] = None):
+    def __init__(self, transform: Optional[DetectionTransform] = None, exif_orientation: bool = True):
+        super().__init__()
         self.transform = transform
-        self.records: List[Dict[str, Any]] = []  # {'file', 'image_id', 'boxes', 'labels'}
+        self.exif_orientation = exif_orientation
+        # {'file', 'image_id', 'width', 'height', 'boxes', 'labels'}
+        self.records: List[Dict[str, Any]] = []
         self.coco: COCO
         self.class_names: List[str] = []
         self.label_to_cat_id: Dict[int, int] = {}
-        self.epoch = 0
-        self.seed = 0
 
     @property
     def num_classes(self) -> int:
         """Classes including the background."""
         return len(self.class_names) + 1
-
-    def set_epoch(self, epoch: int) -> None:
-        """Augmentation depends only on (seed, epoch, index): runs resume and shard reproducibly."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.records)
@@ -96,21 +112,17 @@ class _DetectionDataset(Dataset):
             raise FileNotFoundError(f'{source}: image files not found: {shown}')
 
     def load_image(self, index: int) -> np.ndarray:
-        path = self.records[index]['file']
-        try:
-            with Image.open(path) as image:
-                return np.asarray(image.convert('RGB'))
-        except OSError as e:
-            raise OSError(f'Cannot read image {path}: {e}') from e
+        """The upright RGB image of item ``index`` (HWC uint8), checked against its annotated size."""
+        record = self.records[index]
+        return read_image_array(record['file'], self.exif_orientation, (record['width'], record['height']))
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, Dict[str, Any]]:
+    def __getitem__(self, key: Union[int, EpochIndex]) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        _, index = self._resolve(key)
         record = self.records[index]
         image = self.load_image(index)
         boxes = np.asarray(record['boxes'], dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(record['labels'], dtype=np.int64)
         if self.transform is not None:
-            if hasattr(self.transform, 'set_random_seed'):
-                self.transform.set_random_seed(sample_seed(self.seed, self.epoch, index))
             out = self.transform(image=image, bboxes=boxes, labels=labels)
             image = out['image']
             boxes = np.asarray(out['bboxes'], dtype=np.float32).reshape(-1, 4)
@@ -131,16 +143,18 @@ class CocoDetectionDataset(_DetectionDataset):
         ann_file: COCO json file.
         transform: albumentations-style callable (see ``hardnet_backbones.data.transforms``).
         skip_empty: drop images without any usable box (training only; evaluation keeps all).
+        exif_orientation: apply the images' EXIF orientation tags (annotations made on upright images).
     """
 
     def __init__(
             self,
-            images_dir: Union[str, Path],
-            ann_file: Union[str, Path],
+            images_dir: PathLike,
+            ann_file: PathLike,
             transform: Optional[DetectionTransform] = None,
             skip_empty: bool = False,
+            exif_orientation: bool = True,
     ):
-        super().__init__(transform)
+        super().__init__(transform, exif_orientation)
         ann_file = Path(ann_file)
         data = self._read_json(ann_file)
         categories = sorted(data['categories'], key=lambda c: c['id'])
@@ -149,29 +163,28 @@ class CocoDetectionDataset(_DetectionDataset):
         cat_to_label = {cat: label for label, cat in self.label_to_cat_id.items()}
         images = {img['id']: img for img in data['images']}
         per_image: Dict[Any, Dict[str, list]] = {i: dict(boxes=[], labels=[]) for i in images}
-        dropped = 0
+        ground_truth, dropped = [], 0
         for ann in data['annotations']:
             self._check_annotation(ann, images, cat_to_label, ann_file)
+            img = images[ann['image_id']]
+            box, entry = _ground_truth_entry(ann, img['width'], img['height'])
+            ground_truth.append(entry)
             if ann.get('iscrowd', 0):
                 continue
-            img = images[ann['image_id']]
-            box = _clip_box(ann['bbox'], img['width'], img['height'])
             if box is None:
                 dropped += 1
                 continue
             per_image[ann['image_id']]['boxes'].append(box)
             per_image[ann['image_id']]['labels'].append(cat_to_label[ann['category_id']])
         if dropped:
-            _logger.warning('%s: dropped %d degenerate boxes (zero area inside the image)', ann_file, dropped)
+            _logger.warning('%s: %d boxes have no area inside their image; they are left out of training and '
+                            'ignored in evaluation', ann_file, dropped)
         for image_id, img in images.items():
             if skip_empty and not per_image[image_id]['boxes']:
                 continue
-            self.records.append(dict(
-                file=Path(images_dir) / img['file_name'], image_id=image_id, **per_image[image_id]))
-        for ann in data['annotations']:
-            ann.setdefault('iscrowd', 0)
-            ann.setdefault('area', float(ann['bbox'][2] * ann['bbox'][3]))
-        self.coco = coco_from_dict(data)
+            self.records.append(dict(file=Path(images_dir) / img['file_name'], image_id=image_id,
+                                     width=img['width'], height=img['height'], **per_image[image_id]))
+        self.coco = coco_from_dict(dict(data, annotations=ground_truth))
         self._check_files(ann_file)
 
     @staticmethod
@@ -180,96 +193,119 @@ class CocoDetectionDataset(_DetectionDataset):
             raise FileNotFoundError(f'COCO annotation file not found: {path}')
         try:
             data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f'{path} is not valid JSON: {e}') from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f'{path} is not valid JSON: {e}') from e
         if not isinstance(data, dict):
-            raise ValueError(f'{path}: expected a JSON object with images/annotations/categories')
+            raise DataError(f'{path}: expected a JSON object with images/annotations/categories')
         for key in ('images', 'annotations', 'categories'):
             if not isinstance(data.get(key), list):
-                raise ValueError(f'{path}: missing or malformed "{key}" list (COCO format)')
-        for img in data['images']:
-            if not {'id', 'file_name', 'width', 'height'} <= set(img):
-                raise ValueError(f'{path}: image entry {img} needs id, file_name, width and height')
+                raise DataError(f'{path}: missing or malformed "{key}" list (COCO format)')
+        for i, img in enumerate(data['images']):
+            if not isinstance(img, dict) or not {'id', 'file_name', 'width', 'height'} <= set(img):
+                raise DataError(f'{path}: images[{i}] = {img!r} needs id, file_name, width and height')
+        for i, cat in enumerate(data['categories']):
+            if not isinstance(cat, dict) or not {'id', 'name'} <= set(cat):
+                raise DataError(f'{path}: categories[{i}] = {cat!r} needs an id and a name')
+        ids = [c['id'] for c in data['categories']]
+        if len(set(ids)) != len(ids):
+            raise DataError(f'{path}: category ids repeat: {sorted(ids)}')
+        for i, ann in enumerate(data['annotations']):
+            if not isinstance(ann, dict) or 'id' not in ann:
+                raise DataError(f'{path}: annotations[{i}] has no "id" (COCO evaluation needs one per annotation)')
         return data
 
     @staticmethod
     def _check_annotation(ann: Dict[str, Any], images: Dict, cat_to_label: Dict, path: Path) -> None:
-        ann_id = ann.get('id', '?')
+        ann_id = ann['id']
         bbox = ann.get('bbox')
         if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4
                 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
-            raise ValueError(f'{path}: annotation {ann_id} has a malformed bbox {bbox!r} (expected [x, y, w, h])')
+            raise DataError(f'{path}: annotation {ann_id} has a malformed bbox {bbox!r} (expected [x, y, w, h])')
         if ann.get('image_id') not in images:
-            raise ValueError(f'{path}: annotation {ann_id} refers to unknown image_id {ann.get("image_id")!r}')
+            raise DataError(f'{path}: annotation {ann_id} refers to unknown image_id {ann.get("image_id")!r}')
         if ann.get('category_id') not in cat_to_label:
-            raise ValueError(
+            raise DataError(
                 f'{path}: annotation {ann_id} has category_id {ann.get("category_id")!r} not in "categories"')
 
 
 class VOCDetectionDataset(_DetectionDataset):
-    """Pascal VOC layout: ``JPEGImages/``, ``Annotations/*.xml``, ``ImageSets/Main/<split>.txt``.
+    """Pascal VOC layout: ``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml``, ``ImageSets/Main/<split>.txt``.
 
-    'difficult' objects are excluded from training targets and ignored in evaluation.
+    Images are found from the ids of the split file, as torchvision and mmdetection do (the XML's
+    ``<filename>`` is not used). Several roots are joined into one dataset (VOC2007 + VOC2012
+    trainval). 'difficult' objects are excluded from training targets and ignored in evaluation.
+
+    Args:
+        root: a ``VOC20xx`` folder, or a list of them.
+        split: the ``ImageSets/Main`` split name (``trainval``, ``test``, ...).
+        transform: albumentations-style callable.
+        class_names: object classes in label order (default: the 20 VOC classes).
+        exif_orientation: apply the images' EXIF orientation tags.
     """
 
     def __init__(
             self,
-            root: Union[str, Path],
+            root: Union[PathLike, Sequence[PathLike]],
             split: str = 'trainval',
             transform: Optional[DetectionTransform] = None,
             class_names: Sequence[str] = VOC_CLASSES,
+            exif_orientation: bool = True,
     ):
-        super().__init__(transform)
-        root = Path(root)
-        split_file = root / 'ImageSets' / 'Main' / f'{split}.txt'
-        if not split_file.is_file():
-            raise FileNotFoundError(f'VOC split file not found: {split_file}')
+        super().__init__(transform, exif_orientation)
+        roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
         self.class_names = list(class_names)
         self.label_to_cat_id = {i + 1: i + 1 for i in range(len(class_names))}
         name_to_label = {n: i + 1 for i, n in enumerate(class_names)}
         coco = dict(images=[], annotations=[], categories=[
             dict(id=i + 1, name=n) for i, n in enumerate(class_names)])
-        for image_id, stem in enumerate(split_file.read_text().split()):
-            record, image, anns = self._parse_xml(root / 'Annotations' / f'{stem}.xml', name_to_label, image_id)
-            record['file'] = root / 'JPEGImages' / image['file_name']
-            self.records.append(record)
-            coco['images'].append(image)
-            for ann in anns:
-                ann['id'] = len(coco['annotations']) + 1
-                coco['annotations'].append(ann)
+        for voc_root in roots:
+            split_file = voc_root / 'ImageSets' / 'Main' / f'{split}.txt'
+            if not split_file.is_file():
+                raise FileNotFoundError(f'VOC split file not found: {split_file}')
+            for stem in split_file.read_text().split():
+                image_id = len(self.records)
+                record, image, anns = self._parse_xml(
+                    voc_root / 'Annotations' / f'{stem}.xml', name_to_label, image_id)
+                record['file'] = voc_root / 'JPEGImages' / f'{stem}.jpg'
+                image['file_name'] = str(record['file'])
+                self.records.append(record)
+                coco['images'].append(image)
+                for ann in anns:
+                    ann['id'] = len(coco['annotations']) + 1
+                    coco['annotations'].append(ann)
+            self._check_files(split_file)
         self.coco = coco_from_dict(coco)
-        self._check_files(split_file)
 
     @staticmethod
     def _parse_xml(path: Path, name_to_label: Dict[str, int], image_id: int):
+        if not path.is_file():
+            raise FileNotFoundError(f'VOC annotation file not found: {path} (listed in the split file)')
         try:
             root = ET.parse(path).getroot()
             size = root.find('size')
             width, height = int(size.find('width').text), int(size.find('height').text)
-            file_name = root.find('filename').text
         except (ET.ParseError, OSError, AttributeError, TypeError, ValueError) as e:
-            raise ValueError(f'{path}: malformed VOC annotation ({e})') from e
-        record = dict(image_id=image_id, boxes=[], labels=[])
+            raise DataError(f'{path}: malformed VOC annotation, it needs <size><width>/<height> ({e})') from e
+        record = dict(image_id=image_id, width=width, height=height, boxes=[], labels=[])
         anns = []
         for i, obj in enumerate(root.iter('object')):
             name = (obj.findtext('name') or '').strip()
             if name not in name_to_label:
-                raise ValueError(f'{path}: object {i} has unknown class {name!r}')
+                raise DataError(f'{path}: object {i} has class {name!r}, which is not among the dataset\'s '
+                                f'classes (set data.class_names for a custom class list)')
             try:
                 bb = obj.find('bndbox')
                 x1, y1, x2, y2 = (float(bb.find(k).text) for k in ('xmin', 'ymin', 'xmax', 'ymax'))
             except (AttributeError, TypeError, ValueError) as e:
-                raise ValueError(f'{path}: object {i} ({name}) has a malformed bndbox') from e
+                raise DataError(f'{path}: object {i} ({name}) has a malformed bndbox') from e
             x1 -= 1  # VOC pixel indices are 1-based and inclusive
             y1 -= 1
-            box = _clip_box([x1, y1, x2 - x1, y2 - y1], width, height)
-            if box is None:
-                continue
-            difficult = obj.findtext('difficult', '0').strip() == '1'
-            w, h = box[2] - box[0], box[3] - box[1]
-            anns.append(dict(image_id=image_id, category_id=name_to_label[name], bbox=[box[0], box[1], w, h],
-                             area=w * h, iscrowd=int(difficult)))
-            if not difficult:
+            ignored = obj.findtext('difficult', '0').strip() == '1'
+            ann = dict(image_id=image_id, category_id=name_to_label[name], bbox=[x1, y1, x2 - x1, y2 - y1],
+                       iscrowd=int(ignored))
+            box, entry = _ground_truth_entry(ann, width, height)
+            anns.append(entry)
+            if box is not None and not ignored:
                 record['boxes'].append(box)
                 record['labels'].append(name_to_label[name])
-        return record, dict(id=image_id, file_name=file_name, width=width, height=height), anns
+        return record, dict(id=image_id, width=width, height=height), anns

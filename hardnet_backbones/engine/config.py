@@ -11,12 +11,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from ..errors import ConfigError
+
 __all__ = ['ConfigError', 'Config', 'ModelConfig', 'DataConfig', 'TrainConfig', 'LossConfig',
            'load_config', 'config_from_dict', 'config_to_dict', 'save_config']
-
-
-class ConfigError(ValueError):
-    """A configuration key, value or file is invalid."""
 
 
 @dataclass
@@ -32,9 +30,14 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     format: str = 'coco'  # detection: coco | voc; segmentation: voc | cityscapes | folder | shapes
-    root: str = 'data/shapes'
+    root: Union[str, List[str]] = 'data/shapes'  # voc detection: a list of roots is joined (VOC2007 + VOC2012)
+    val_root: Optional[str] = None  # root of the validation split when it differs (default: root)
     train_split: str = 'train'
     val_split: str = 'val'
+    class_names: Optional[List[str]] = None  # voc detection and folder segmentation: the classes in label order
+    mask_values: Optional[Dict[int, int]] = None  # segmentation: raw mask value -> class, e.g. {255: 1}
+    exif_orientation: bool = True  # apply the images' EXIF orientation (annotations made on upright images)
+    cityscapes_labels: str = 'labelIds'  # cityscapes: labelIds (mapped to trainIds) | labelTrainIds (read as is)
     images_dir: str = 'images'  # coco: images are read from root/images_dir/<split>/<file_name>
     train_ann: Optional[str] = None  # coco: default annotations/<train_split>.json under root
     val_ann: Optional[str] = None
@@ -97,6 +100,7 @@ class Config:
 _CHOICES = {
     'task': ('detection', 'segmentation'),
     'data.format': ('coco', 'voc', 'cityscapes', 'folder', 'shapes'),
+    'data.cityscapes_labels': ('labelIds', 'labelTrainIds'),
     'loss.name': ('cross_entropy', 'bootstrapped_cross_entropy'),
     'train.optimizer': ('sgd', 'adamw'),
     'train.scheduler': ('cosine', 'poly', 'constant'),
@@ -107,19 +111,36 @@ _CHOICES = {
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin is Union:  # Optional[X]
+    if origin is Union:  # Optional[X], or one of several types
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        for alternative in inner[:-1]:
+            try:
+                return _coerce(value, alternative, key)
+            except ConfigError:
+                pass
+        try:
+            return _coerce(value, inner[-1], key)
+        except ConfigError:
+            if len(inner) == 1:
+                raise
+            names = ' or '.join(_type_name(a) for a in inner)
+            raise ConfigError(f'{key}: expected {names}, got {value!r}') from None
     if origin in (tuple, Tuple):
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f'{key}: expected a list of {len(args)} values, got {value!r}')
         return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f'{key}: expected a list, got {value!r}')
+        return [_coerce(v, args[0], key) for v in value] if args else list(value)
     if origin in (dict, Dict):
         if not isinstance(value, dict):
             raise ConfigError(f'{key}: expected a mapping, got {value!r}')
-        return dict(value)
+        if not args:
+            return dict(value)
+        return {_coerce(k, args[0], f'{key} (key)'): _coerce(v, args[1], f'{key}.{k}') for k, v in value.items()}
     if annotation is Any:
         return value
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -130,7 +151,14 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return value
     if annotation is str and isinstance(value, str):
         return value
-    raise ConfigError(f'{key}: expected {getattr(annotation, "__name__", annotation)}, got {value!r}')
+    raise ConfigError(f'{key}: expected {_type_name(annotation)}, got {value!r}')
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (list, List):
+        return f'a list of {_type_name(typing.get_args(annotation)[0])}'
+    return getattr(annotation, '__name__', str(annotation))
 
 
 def _build(cls: type, values: Dict[str, Any], prefix: str) -> Any:

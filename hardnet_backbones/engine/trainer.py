@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from ..data.sampling import EpochSampler
 from ..hub import load_checkpoint_file
 from ..tasks import Task, create_task
 from ..visualize import plot_history
@@ -79,8 +80,9 @@ def _setup_logging(out_dir: Optional[Path]) -> Optional[logging.Handler]:
 
 def _loaders(cfg: Config, task: Task, train_set, val_set, dist_info: DistInfo) -> Tuple[DataLoader, DataLoader]:
     t, d = cfg.train, cfg.data
-    sampler = DistributedSampler(
-        train_set, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=t.seed)
+    # the epoch travels with every index, so augmentation changes per epoch also in (persistent) workers
+    sampler = EpochSampler(DistributedSampler(
+        train_set, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=t.seed))
     # a last batch of one image breaks BatchNorm on 1x1 maps; drop it when there is more than one batch
     drop_last = len(sampler) > t.batch_size
     train_loader = DataLoader(
@@ -153,7 +155,6 @@ class _Run:
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         t = self.cfg.train
         self.train_loader.sampler.set_epoch(epoch)
-        self.train_set.set_epoch(epoch)
         self.ddp_model.train()
         sums: Dict[str, float] = {}
         images = 0

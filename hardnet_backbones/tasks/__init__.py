@@ -5,10 +5,10 @@ from typing import Any, Dict, List, Tuple, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..engine.config import Config
+from ..engine.config import Config, DataConfig
 from ..engine.distributed import DistInfo
 
-__all__ = ['Task', 'create_task', 'load_trained_model']
+__all__ = ['Task', 'create_task', 'load_trained_model', 'data_roots']
 
 
 class Task:
@@ -95,6 +95,13 @@ def load_trained_model(
         model = create_segmentation_model(m.name, num_classes=len(class_names), **extra, **m.kwargs)
     model.load_state_dict(model_weights(state))
     return model.to(device).eval(), cfg, class_names
+
+
+def data_roots(data: DataConfig, train: bool) -> List[Path]:
+    """The dataset folder(s) of the training split, or of the validation split (``data.val_root`` when set)."""
+    if not train and data.val_root is not None:
+        return [Path(data.val_root)]
+    return [Path(r) for r in ([data.root] if isinstance(data.root, str) else data.root)]
 
 
 def create_task(cfg: Config) -> Task:

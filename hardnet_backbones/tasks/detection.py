@@ -1,18 +1,17 @@
 """SSD detection on COCO-format or Pascal VOC data."""
-from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.detection import CocoDetectionDataset, VOCDetectionDataset, collate_detection
+from ..data.detection import VOC_CLASSES, CocoDetectionDataset, VOCDetectionDataset, collate_detection
 from ..data.transforms import detection_train_transform
 from ..detection import create_detection_model, detection_input_size
 from ..engine.config import ConfigError
 from ..engine.distributed import DistInfo
 from ..evaluation.detection import evaluate_detection
 from ..visualize import draw_detections
-from . import Task
+from . import Task, data_roots
 
 
 class DetectionTask(Task):
@@ -20,7 +19,10 @@ class DetectionTask(Task):
 
     def _dataset(self, split: str, ann: str, train: bool):
         data = self.cfg.data
-        root = Path(data.root)
+        roots = data_roots(data, train)
+        if len(roots) > 1 and data.format != 'voc':
+            raise ConfigError(f'data.root: a list of roots is for the voc format, not {data.format}')
+        root = roots[0]
         transform = None
         if train:
             transform = detection_train_transform(
@@ -29,10 +31,13 @@ class DetectionTask(Task):
                 zoom_out_max=data.zoom_out_max, zoom_out_p=data.zoom_out_p, iou_crop=data.iou_crop,
                 hflip_p=data.hflip_p)
         if data.format == 'coco':
-            return CocoDetectionDataset(
-                root / data.images_dir / split, root / (ann or f'annotations/{split}.json'), transform)
+            if data.class_names is not None:
+                raise ConfigError('data.class_names: COCO data takes its class names from "categories"; remove the key')
+            return CocoDetectionDataset(root / data.images_dir / split, root / (ann or f'annotations/{split}.json'),
+                                        transform, exif_orientation=data.exif_orientation)
         if data.format == 'voc':
-            return VOCDetectionDataset(root, split, transform)
+            return VOCDetectionDataset(roots, split, transform, class_names=data.class_names or VOC_CLASSES,
+                                       exif_orientation=data.exif_orientation)
         raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')
 
     def build_datasets(self):

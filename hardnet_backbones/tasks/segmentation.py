@@ -1,5 +1,5 @@
 """Semantic segmentation (FCN / DeepLabV3 / LR-ASPP) on VOC, Cityscapes, folder or shapes data."""
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 from PIL import Image
@@ -14,7 +14,7 @@ from ..evaluation.segmentation import evaluate_segmentation
 from ..losses import SegmentationLoss
 from ..segmentation import create_segmentation_model
 from ..visualize import overlay_segmentation
-from . import Task
+from . import Task, data_roots
 
 # ImageNet statistics: every backbone here was (or will be) pre-trained with them
 _MEAN = (0.485, 0.456, 0.406)
@@ -37,19 +37,41 @@ class SegmentationTask(Task):
                 data.crop_size, _MEAN, _STD, data.scale_range, data.ignore_index, data.hflip_p, data.color_jitter_p)
         else:
             transform = segmentation_eval_transform(_MEAN, _STD)
+        roots = data_roots(data, train)
+        if len(roots) > 1:
+            raise ConfigError('data.root: a list of roots is only supported for voc detection')
+        root = roots[0]
+        if data.class_names is not None and data.format != 'folder':
+            raise ConfigError(f'data.class_names: the {data.format} format has its own class list; remove the key')
+        if data.mask_values is not None and data.format == 'cityscapes':
+            raise ConfigError('data.mask_values: cityscapes masks are mapped by data.cityscapes_labels; remove the key')
+        exif = data.exif_orientation
         if data.format == 'voc':
-            return voc_segmentation(data.root, split, transform)
+            if data.mask_values:
+                raise ConfigError('data.mask_values: VOC masks are class indices already; remove the key')
+            return voc_segmentation(root, split, transform, exif_orientation=exif)
         if data.format == 'cityscapes':
-            return cityscapes_segmentation(data.root, split, transform)
-        if data.format == 'shapes':
-            return folder_segmentation(data.root, split, ('background',) + SHAPE_CLASSES, transform, data.ignore_index)
-        if data.format == 'folder':
-            if not self.cfg.model.num_classes:
-                raise ConfigError('data.format=folder needs model.num_classes')
-            names = [f'class_{i}' for i in range(self.cfg.model.num_classes)]
-            return folder_segmentation(data.root, split, names, transform, data.ignore_index)
+            return cityscapes_segmentation(root, split, transform, labels=data.cityscapes_labels,
+                                           exif_orientation=exif)
+        if data.format in ('shapes', 'folder'):
+            return folder_segmentation(root, split, self.class_names(), transform, data.ignore_index,
+                                       data.mask_values, exif_orientation=exif)
         raise ConfigError(
             f'data.format: {data.format!r} is not a segmentation format (voc, cityscapes, folder, shapes)')
+
+    def class_names(self) -> List[str]:
+        """Classes of the folder and shapes formats: ``data.class_names``, else ``class_<i>``."""
+        data, num_classes = self.cfg.data, self.cfg.model.num_classes
+        if data.format == 'shapes':
+            return ['background', *SHAPE_CLASSES]
+        if data.class_names is not None:
+            if num_classes is not None and num_classes != len(data.class_names):
+                raise ConfigError(f'model.num_classes={num_classes} but data.class_names lists '
+                                  f'{len(data.class_names)} classes')
+            return list(data.class_names)
+        if not num_classes:
+            raise ConfigError('data.format=folder needs data.class_names (or model.num_classes)')
+        return [f'class_{i}' for i in range(num_classes)]
 
     def build_datasets(self):
         data = self.cfg.data
@@ -83,8 +105,9 @@ class SegmentationTask(Task):
         image, mask = val_set[index]
         pred = model(image[None].to(device))['out'].argmax(1)[0].cpu()
         raw = val_set.load_image(index)
-        prediction = overlay_segmentation(raw, pred, val_set.num_classes)
-        truth = overlay_segmentation(raw, mask, val_set.num_classes)
+        ignore = self.cfg.data.ignore_index
+        prediction = overlay_segmentation(raw, pred, val_set.class_names, ignore_index=ignore)
+        truth = overlay_segmentation(raw, mask, val_set.class_names, ignore_index=ignore)
         return _side_by_side([raw, truth, prediction]), f'overlay_{index:04d}.png'
 
 

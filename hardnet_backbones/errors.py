@@ -1,0 +1,37 @@
+"""Errors that a user can fix: bad configs, data, checkpoints and full disks.
+
+The command-line tools print these as one line (exit code 2); every other exception is a bug and
+keeps its traceback.
+"""
+
+__all__ = ['HardnetError', 'ConfigError', 'DataError', 'CheckpointError', 'DiskFullError', 'user_message']
+
+
+class HardnetError(Exception):
+    """Base class of the expected, user-fixable failures."""
+
+
+class ConfigError(HardnetError, ValueError):
+    """A configuration key, value or file is invalid."""
+
+
+class DataError(HardnetError, ValueError):
+    """A data file (image, mask, annotation) is missing, unreadable or inconsistent."""
+
+
+class CheckpointError(HardnetError, RuntimeError):
+    """A checkpoint file is unreadable or does not fit the model or run."""
+
+
+class DiskFullError(HardnetError, OSError):
+    """A file could not be written because its disk is full."""
+
+
+def user_message(error: BaseException) -> str:
+    """The message of ``error`` without the worker traceback a DataLoader adds when it re-raises it."""
+    text = str(error)
+    if 'Original Traceback' in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        name, sep, rest = last.partition(': ')
+        text = rest if sep and name.split('.')[-1] == type(error).__name__ else last
+    return text
