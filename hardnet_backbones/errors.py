@@ -1,10 +1,11 @@
 """Errors that a user can fix: bad configs, data, checkpoints and full disks.
 
-The command-line tools print these as one line (exit code 2); every other exception is a bug and
-keeps its traceback.
+The command-line tools print these as one line (exit code 2); every other exception is a bug
+and keeps its traceback.
 """
 
-__all__ = ['HardnetError', 'ConfigError', 'DataError', 'CheckpointError', 'DiskFullError', 'user_message']
+__all__ = ['HardnetError', 'ConfigError', 'DataError', 'CheckpointError', 'DownloadError', 'DiskFullError',
+           'user_message']
 
 
 class HardnetError(Exception):
@@ -21,6 +22,10 @@ class DataError(HardnetError, ValueError):
 
 class CheckpointError(HardnetError, RuntimeError):
     """A checkpoint file is unreadable or does not fit the model or run."""
+
+
+class DownloadError(HardnetError, RuntimeError):
+    """Published weights could not be downloaded or do not match their SHA-256."""
 
 
 class DiskFullError(HardnetError, OSError):

@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from .errors import CheckpointError, DownloadError
+
 __all__ = ['cached_download', 'ensure_pretrained_cached', 'sha256_of', 'load_checkpoint_file']
 
 _logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def _expected_hash(url: str, sha256: Optional[str]) -> str:
 def _verify(path: Path, expected: str, url: str) -> None:
     actual = sha256_of(path)
     if not actual.startswith(expected):
-        raise RuntimeError(
+        raise DownloadError(
             f'SHA-256 mismatch for {path} (from {url}): expected {expected}..., got {actual}. '
             f'The file is corrupt or not the published one; delete it and download again.')
 
@@ -63,7 +65,7 @@ def cached_download(
         progress: show a download progress bar.
 
     Raises:
-        RuntimeError: the download failed or the file does not match its hash.
+        DownloadError: the download failed or the file does not match its hash (a ``RuntimeError``).
     """
     expected = _expected_hash(url, sha256)
     folder = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / 'checkpoints'
@@ -75,12 +77,12 @@ def cached_download(
             # writes to a temporary file and renames it only once complete
             torch.hub.download_url_to_file(url, str(path), hash_prefix=None, progress=progress)
         except (URLError, OSError) as e:
-            raise RuntimeError(
+            raise DownloadError(
                 f'Could not download {url} ({e}). Without network access, fetch the file elsewhere and '
                 f'pass it as a local file (pretrained_cfg_overlay=dict(file=PATH) or --checkpoint PATH).') from e
     try:
         _verify(path, expected, url)
-    except RuntimeError:
+    except DownloadError:
         path.unlink(missing_ok=True)
         raise
     return path
@@ -110,7 +112,7 @@ def load_checkpoint_file(path: Union[str, Path]) -> Dict[str, Any]:
 
     Raises:
         FileNotFoundError: no such file.
-        RuntimeError: the file is not a readable PyTorch checkpoint.
+        CheckpointError: the file is not a readable PyTorch checkpoint (a ``RuntimeError``).
     """
     path = Path(path)
     if not path.is_file():
@@ -118,7 +120,9 @@ def load_checkpoint_file(path: Union[str, Path]) -> Dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        raise RuntimeError(f'Cannot read checkpoint {path}: it is corrupt or not a PyTorch file ({e})') from e
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f'Cannot read checkpoint {path}: it is truncated, corrupt or not a PyTorch file '
+                              f'({first_line})') from e
     if not isinstance(checkpoint, dict):
-        raise RuntimeError(f'Checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of tensors')
+        raise CheckpointError(f'Checkpoint {path} holds a {type(checkpoint).__name__}, expected a dict of tensors')
     return checkpoint

@@ -5,6 +5,8 @@ from typing import Any, Dict, Iterable, List, Sequence
 import torch
 import torch.nn as nn
 
+from .errors import CheckpointError
+
 __all__ = ['unwrap_state_dict', 'remap_by_position', 'match_state_dict', 'preview_keys']
 
 
@@ -58,8 +60,8 @@ def match_state_dict(
         what: str = 'model',
 ) -> Dict[str, torch.Tensor]:
     """Check ``state_dict`` against ``model``: fills missing ``num_batches_tracked`` buffers, and raises a
-    ``RuntimeError`` naming missing, unexpected and wrongly shaped keys. Keys in ``adaptable`` may be
-    absent or differ in shape (the loader adapts them, e.g. first conv / classifier)."""
+    ``CheckpointError`` (a ``RuntimeError``) naming missing, unexpected and wrongly shaped keys. Keys in
+    ``adaptable`` may be absent or differ in shape (the loader adapts them, e.g. first conv / classifier)."""
     adaptable = set(adaptable)
     expected = model.state_dict()
     for key, value in expected.items():
@@ -79,5 +81,5 @@ def match_state_dict(
     if mismatched:
         problems.append(f'shape mismatch: {preview_keys(mismatched)}')
     if problems:
-        raise RuntimeError(f'Checkpoint does not match the {what}; ' + '; '.join(problems))
+        raise CheckpointError(f"Checkpoint does not match the {what}; " + "; ".join(problems))
     return state_dict

@@ -1,6 +1,6 @@
 """Pictures people would rather look at: training curves, detections on images, segmentation overlays."""
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -8,10 +8,10 @@ from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 
 __all__ = ['plot_history', 'draw_detections', 'overlay_segmentation', 'color_palette', 'voc_palette',
-           'CITYSCAPES_PALETTE', 'IGNORE_COLOR']
+           'CITYSCAPES_PALETTE', 'IGNORE_COLOR', 'mask_to_png']
 
 
-def plot_history(history: List[Dict[str, float]], path: Union[str, Path], main_metric: str) -> None:
+def plot_history(history: List[Dict[str, Any]], path: Union[str, Path, BinaryIO], main_metric: str) -> None:
     """Loss curves (left) and the validation metric (right) per epoch, saved as PNG."""
     import matplotlib
     matplotlib.use('Agg')
@@ -30,7 +30,7 @@ def plot_history(history: List[Dict[str, float]], path: Union[str, Path], main_m
     ax_metric.set(xlabel='epoch', ylabel=main_metric, title=f'Validation {main_metric}')
     ax_metric.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format='png')
     plt.close(fig)
 
 
@@ -113,6 +113,18 @@ def draw_detections(
     drawn = draw_bounding_boxes(
         _to_uint8(image.cpu()), boxes, labels=captions, colors=[palette[int(label)] for label in labels], width=2)
     return Image.fromarray(drawn.permute(1, 2, 0).numpy())
+
+
+def mask_to_png(mask: Union[np.ndarray, torch.Tensor], palette: Sequence[tuple]) -> Image.Image:
+    """A class-index mask as a palette PNG image: pixel values are the classes, the colours ``palette``'s
+    (:data:`IGNORE_COLOR` at 255), so viewers show colours and ``np.asarray(Image.open(f))`` gives the classes."""
+    mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if mask.min() < 0 or mask.max() > 255:
+        raise ValueError(f'a palette PNG holds classes 0..255, got {mask.min()}..{mask.max()}')
+    image = Image.fromarray(mask.astype(np.uint8), mode='P')
+    colors = list(palette)[:255] + [(0, 0, 0)] * (255 - min(len(palette), 255)) + [IGNORE_COLOR]
+    image.putpalette([c for color in colors for c in color])
+    return image
 
 
 def overlay_segmentation(

@@ -13,7 +13,7 @@ from hardnet_backbones.engine.config import load_config
 from hardnet_backbones.errors import DataError, user_message
 from hardnet_backbones.evaluation.detection import coco_map, voc_ap50
 from hardnet_backbones.image_io import read_image_array, read_mask
-from hardnet_backbones.tasks import create_task
+from hardnet_backbones.engine.task import create_task
 from hardnet_backbones.visualize import IGNORE_COLOR, color_palette, overlay_segmentation
 
 

@@ -1,7 +1,9 @@
-"""Argument helpers shared by the tools."""
+"""Argument and error helpers shared by the tools."""
 import argparse
+import logging
 
 from ..engine.config import Config, list_keys
+from ..errors import HardnetError, user_message
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -11,3 +13,15 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> N
     parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                         help='override one config value, e.g. --set train.epochs=5 --set data.root=/data/coco. '
                              'Keys: ' + ', '.join(list_keys(Config())))
+
+
+# failures a user can fix: printed as one line, exit code 2 (anything else is a bug and keeps its traceback)
+USER_ERRORS = (HardnetError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def report_user_error(logger: logging.Logger, error: BaseException) -> int:
+    """Log ``error`` as one line (without a DataLoader worker's traceback); returns the exit code 2."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')
+    logger.error('%s', user_message(error))
+    return 2

@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import torch
 
 from ..image_io import read_image_array
+from ..errors import CheckpointError
 from ..tasks import load_trained_model
 from ..visualize import draw_detections
+from .common import USER_ERRORS, report_user_error
 
 _logger = logging.getLogger('hardnet.detect')
 
@@ -39,7 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         model, cfg, class_names = load_trained_model(args.checkpoint, args.device)
         if cfg.task != 'detection':
-            raise ValueError(f'{args.checkpoint} holds a {cfg.task} model, not a detector')
+            raise CheckpointError(f'{args.checkpoint} holds a {cfg.task} model, not a detector')
         report = {}
         for path in args.images:
             image = torch.from_numpy(read_image_array(path).copy()).permute(2, 0, 1).float().div(255)
@@ -52,9 +53,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             report[path] = [dict(box=b, label=class_names[int(lbl) - 1], score=s) for b, lbl, s in zip(
                 pred['boxes'][keep].tolist(), pred['labels'][keep].tolist(), pred['scores'][keep].tolist())]
             _logger.info('%s: %d detections -> %s', path, int(keep.sum()), target)
-    except (RuntimeError, ValueError, FileNotFoundError) as e:
-        _logger.error('%s', e)
-        return 2
+    except USER_ERRORS as e:
+        return report_user_error(_logger, e)
     (out_dir / 'detections.json').write_text(json.dumps(report, indent=2))
     return 0
 

@@ -6,21 +6,29 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..engine.config import ConfigError, load_config
+from ..engine.config import load_config
 from ..engine.trainer import evaluate
-from .common import add_config_args
+from .common import USER_ERRORS, add_config_args, report_user_error
 
 _logger = logging.getLogger('hardnet.evaluate')
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description='Evaluate CHECKPOINT on the validation split of CONFIG. Detection: COCOeval AP, AP50, AP75, '
-                    'APs/m/l, AR and VOC-style AP50. Segmentation: mIoU, per-class IoU, pixel accuracy. '
+        description='Evaluate CHECKPOINT on the validation split of CONFIG (default: the config stored in the '
+                    'checkpoint, with any --set overrides applied, e.g. --set data.root=/data/voc). '
+                    'Detection: COCOeval AP, AP50, AP75, APs/m/l, AR and VOC-style AP50. '
+                    'Segmentation: mIoU, per-class IoU, pixel accuracy. '
                     'Works under torchrun too (results gathered across processes).')
-    add_config_args(parser)
+    add_config_args(parser, required=False)
     parser.add_argument('--checkpoint', required=True,
-                        help='a training checkpoint (last.pth/best.pth) or a bare model state dict')
+                        help='a training checkpoint (last.pth/best.pth; without CONFIG its stored config is used) '
+                             'or a bare model state dict (needs CONFIG)')
+    parser.add_argument('--split', default=None,
+                        help='split to evaluate (default: data.val_split); only this split is read')
+    parser.add_argument('--save-predictions', default=None, metavar='DIR',
+                        help='also save the predictions: DIR/detections_coco.json (COCO results with the '
+                             'dataset\'s category ids) or one palette PNG class mask per image')
     parser.add_argument('--output', default=None,
                         help='metrics JSON file (default: <checkpoint folder>/eval_<checkpoint name>.json)')
     parser.add_argument('--visuals', default=None,
@@ -32,12 +40,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     output = args.output or str(Path(args.checkpoint).parent / f'eval_{Path(args.checkpoint).stem}.json')
     try:
-        cfg = load_config(args.config, args.overrides)
-        metrics = evaluate(cfg, args.checkpoint, output=output, visuals_dir=args.visuals)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
-        logging.basicConfig()
-        _logger.error('%s', e)
-        return 2
+        cfg = load_config(args.config, args.overrides) if args.config is not None else None
+        metrics = evaluate(cfg, args.checkpoint, output=output, visuals_dir=args.visuals,
+                           predictions_dir=args.save_predictions, split=args.split,
+                           overrides=args.overrides if cfg is None else ())
+    except USER_ERRORS as e:
+        return report_user_error(_logger, e)
     print(json.dumps(metrics, indent=2))
     return 0
 

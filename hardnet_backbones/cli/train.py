@@ -4,9 +4,9 @@ import logging
 import sys
 from typing import List, Optional
 
-from ..engine.config import ConfigError, load_config
+from ..engine.config import load_config
 from ..engine.trainer import train
-from .common import add_config_args
+from .common import USER_ERRORS, add_config_args, report_user_error
 
 _logger = logging.getLogger('hardnet.train')
 
@@ -20,7 +20,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_config_args(parser)
     parser.add_argument('--resume', nargs='?', const=True, default=None, metavar='CHECKPOINT',
                         help='continue an interrupted run: from CHECKPOINT, or from output_dir/last.pth '
-                             'when given without a value (starts fresh if there is none)')
+                             'when given without a value (starts fresh if there is none). The config must be the '
+                             'run\'s own, except for train.epochs, train.eval_every, train.log_every, '
+                             'train.save_images, train.device and data.num_workers')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace the run already in output_dir (its checkpoints, metrics, pictures); without '
+                             'it, an output_dir holding a run needs --resume')
     parser.add_argument('--output-dir', default=None, help='shortcut for --set output_dir=DIR')
     return parser
 
@@ -30,11 +35,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     overrides = list(args.overrides) + ([f'output_dir={args.output_dir}'] if args.output_dir else [])
     try:
         cfg = load_config(args.config, overrides)
-        train(cfg, resume=args.resume)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        logging.basicConfig()
-        _logger.error('%s', e)
-        return 2
+        train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except USER_ERRORS as e:
+        return report_user_error(_logger, e)
     return 0
 
 

@@ -258,8 +258,8 @@ def cityscapes_segmentation(root: PathLike, split: str = 'train', transform: Opt
     images = sorted((root / 'leftImg8bit' / split).glob('*/*_leftImg8bit.png'))
     if not images:
         raise FileNotFoundError(f'no Cityscapes images under {root / "leftImg8bit" / split}')
-    pairs = [(img, root / 'gtFine' / split / img.parent.name / img.name.replace('_leftImg8bit.png',
-                                                                                  f'_gtFine_{labels}.png'))
+    suffix = f'_gtFine_{labels}.png'
+    pairs = [(img, root / 'gtFine' / split / img.parent.name / img.name.replace('_leftImg8bit.png', suffix))
              for img in images]
     if labels == 'labelIds':
         return SegmentationDataset(pairs, CITYSCAPES_CLASSES, transform, label_map=CITYSCAPES_ID_TO_TRAIN_ID,

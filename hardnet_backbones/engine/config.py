@@ -3,6 +3,7 @@
 Unknown keys, wrong types and bad choices raise ``ConfigError`` naming the key and what is valid.
 The resolved configuration is saved next to each run's outputs (``config.yaml``).
 """
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ import yaml
 from ..errors import ConfigError
 
 __all__ = ['ConfigError', 'Config', 'ModelConfig', 'DataConfig', 'TrainConfig', 'LossConfig',
-           'load_config', 'config_from_dict', 'config_to_dict', 'save_config']
+           'load_config', 'config_from_dict', 'config_to_dict', 'config_to_yaml', 'validate_config',
+           'check_resume_changes', 'config_changes', 'SAFE_ON_RESUME']
 
 
 @dataclass
@@ -216,9 +218,11 @@ def _apply_override(values: Dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML config (or start from the defaults) and apply ``key.sub=value`` overrides."""
-    values: Dict[str, Any] = {}
+def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
+                base: Optional[Dict[str, Any]] = None) -> Config:
+    """Read a YAML config (or start from ``base``, a config dict, or the defaults) and apply ``key.sub=value``
+    overrides."""
+    values: Dict[str, Any] = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -235,8 +239,9 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str
         raise ConfigError(f'{path or "config"}: {e}') from None
 
 
-def save_config(cfg: Config, path: Union[str, Path]) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+def config_to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML text (what ``config.yaml`` holds)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
 def list_keys(cfg: Config) -> List[str]:
@@ -245,3 +250,105 @@ def list_keys(cfg: Config) -> List[str]:
     for k, v in config_to_dict(cfg).items():
         out += [f'{k}.{s}' for s in v] if isinstance(v, dict) else [k]
     return out
+
+
+def _value(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split('.'):
+        node = getattr(node, part)
+    return node
+
+
+def _probability(v: float) -> bool:
+    return 0.0 <= v <= 1.0
+
+
+# key, test, what the value must be
+_VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
+    ('train.epochs', lambda v: v >= 1, 'at least 1'),
+    ('train.batch_size', lambda v: v >= 1, 'at least 1'),
+    ('train.lr', lambda v: v > 0, 'positive'),
+    ('train.momentum', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('train.weight_decay', lambda v: v >= 0, '>= 0'),
+    ('train.warmup_epochs', lambda v: v >= 0, '>= 0'),
+    ('train.poly_power', lambda v: v > 0, 'positive'),
+    ('train.min_lr_ratio', _probability, 'in [0, 1]'),
+    ('train.clip_grad_norm', lambda v: v is None or v > 0, 'positive or null'),
+    ('train.ema_decay', lambda v: 0 < v < 1, 'in (0, 1)'),
+    ('train.eval_every', lambda v: v >= 1, 'at least 1 (the last epoch is always evaluated)'),
+    ('train.log_every', lambda v: v >= 0, '>= 0 (0: no step lines)'),
+    ('train.save_images', lambda v: v >= 0, '>= 0'),
+    ('train.seed', lambda v: v >= 0, '>= 0'),
+    ('data.num_workers', lambda v: v >= 0, '>= 0'),
+    ('data.photometric_p', _probability, 'a probability in [0, 1]'),
+    ('data.zoom_out_p', _probability, 'a probability in [0, 1]'),
+    ('data.hflip_p', _probability, 'a probability in [0, 1]'),
+    ('data.color_jitter_p', _probability, 'a probability in [0, 1]'),
+    ('data.zoom_out_max', lambda v: v >= 1, '>= 1'),
+    ('data.crop_size', lambda v: min(v) >= 32, 'at least 32 pixels on each side'),
+    ('data.scale_range', lambda v: 0 < v[0] <= v[1], '[low, high] with 0 < low <= high'),
+    ('data.ignore_index', lambda v: 0 <= v <= 65535, 'in [0, 65535]'),
+    ('loss.aux_weight', lambda v: v >= 0, '>= 0'),
+    ('loss.bootstrap_min_k', lambda v: v >= 1, 'at least 1'),
+    ('loss.bootstrap_threshold', lambda v: v >= 0, '>= 0'),
+    ('model.num_classes', lambda v: v is None or v >= 2, 'at least 2 (or null: from the data)'),
+    ('model.trainable_backbone_layers', lambda v: v is None or v >= 0, '>= 0 (or null)'),
+)
+
+
+def validate_config(cfg: Config) -> None:
+    """Check every value's range and the files the run needs, before any work starts.
+
+    Raises:
+        ConfigError: naming the key, its value and what it must be.
+    """
+    for key, test, requirement in _VALUE_CHECKS:
+        value = _value(cfg, key)
+        if not test(value):
+            raise ConfigError(f'{key}: {value!r} is invalid; it must be {requirement}')
+    weights = cfg.model.weights_backbone
+    if weights not in (None, 'DEFAULT') and not Path(weights).is_file():
+        raise ConfigError(f'model.weights_backbone: file not found: {weights} (use null, DEFAULT or a checkpoint path)')
+    if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
+        raise ConfigError(f'output_dir: {cfg.output_dir} exists and is not a folder; choose another output_dir')
+    if cfg.train.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError('train.device=cuda but no CUDA device is available here; use train.device=auto or cpu')
+
+
+# keys a resumed run may change: they do not alter the trained weights of the epochs to come, except
+# train.epochs, whose schedule then stretches over the new total
+SAFE_ON_RESUME = ('output_dir', 'train.epochs', 'train.eval_every', 'train.log_every', 'train.save_images',
+                  'train.device', 'data.num_workers')
+
+
+def _flatten(values: Dict[str, Any]) -> Dict[str, Any]:
+    return {f'{section}.{k}' if isinstance(v, dict) else section: x
+            for section, v in values.items() for k, x in (v.items() if isinstance(v, dict) else [(None, v)])}
+
+
+def config_changes(stored: Dict[str, Any], cfg: Config) -> Dict[str, Tuple[Any, Any]]:
+    """``{key: (stored value, new value)}`` for every key where ``cfg`` differs from a stored config dict."""
+    old = _flatten(config_to_dict(config_from_dict(stored)))
+    new = _flatten(config_to_dict(cfg))
+    return {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
+
+
+def check_resume_changes(stored: Dict[str, Any], cfg: Config, finished_epochs: int) -> Dict[str, Tuple[Any, Any]]:
+    """The changes a resumed run makes to its stored config; refuses those that break exactness.
+
+    Raises:
+        ConfigError: listing the unsafe changes (key: old -> new).
+    """
+    changes = config_changes(stored, cfg)
+    unsafe = {k: v for k, v in changes.items() if k not in SAFE_ON_RESUME}
+    if unsafe:
+        listed = '; '.join(f'{k}: {old!r} -> {new!r}' for k, (old, new) in sorted(unsafe.items()))
+        raise ConfigError(
+            f'--resume: the config differs from the checkpoint\'s in keys that change the result: {listed}. '
+            f'Resume with the run\'s own config (output_dir/config.yaml), or start a new run (another output_dir, '
+            f'or --overwrite). Keys that may change on resume: {", ".join(SAFE_ON_RESUME)}')
+    if cfg.train.epochs < finished_epochs:
+        raise ConfigError(f'train.epochs={cfg.train.epochs}, but the checkpoint has finished {finished_epochs} epochs')
+    return changes

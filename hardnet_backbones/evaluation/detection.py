@@ -2,7 +2,7 @@
 import contextlib
 import io
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -10,7 +10,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from ..engine.distributed import DistInfo, all_gather_objects
+from ..distributed import DistInfo, all_gather_objects
 
 __all__ = ['COCO_STAT_NAMES', 'coco_map', 'voc_ap50', 'predictions_to_coco', 'evaluate_detection']
 
@@ -122,10 +122,11 @@ def evaluate_detection(
         coco_gt: COCO,
         label_to_cat_id: Mapping[int, int],
         dist_info: DistInfo,
-) -> Dict[str, float]:
+) -> Tuple[Dict[str, float], List[Dict[str, Any]]]:
     """Run ``model`` over ``loader`` (sharded across processes), gather on every rank, score.
 
-    Returns COCO stats (``mAP`` = AP@[.5:.95], ``AP50``, ...) plus ``voc_AP50``, all in [0, 1].
+    Returns COCO stats (``mAP`` = AP@[.5:.95], ``AP50``, ...) plus ``voc_AP50``, all in [0, 1], and the
+    detections as COCO results (the dataset's category ids, xywh boxes).
     """
     model.eval()
     results: List[Dict[str, Any]] = []
@@ -135,4 +136,4 @@ def evaluate_detection(
     results = [r for part in all_gather_objects(results) for r in part]
     metrics = coco_map(coco_gt, results)
     metrics['voc_AP50'] = voc_ap50(coco_gt, results)
-    return metrics
+    return metrics, results

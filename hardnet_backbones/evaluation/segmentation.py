@@ -1,10 +1,10 @@
 """Segmentation metrics from a confusion matrix: mIoU, per-class IoU, pixel and mean accuracy."""
-from typing import Any, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
-from ..engine.distributed import DistInfo, all_reduce_sum
+from ..distributed import DistInfo, all_reduce_sum
 
 __all__ = ['confusion_matrix', 'metrics_from_confusion', 'evaluate_segmentation']
 
@@ -44,12 +44,20 @@ def evaluate_segmentation(
         class_names: Sequence[str],
         dist_info: DistInfo,
         ignore_index: int = 255,
+        on_prediction: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> Dict[str, Any]:
-    """Accumulate the confusion matrix over ``loader`` (summed across processes) and score it."""
+    """Accumulate the confusion matrix over ``loader`` (summed across processes) and score it.
+
+    ``on_prediction(dataset_index, (H, W) class map)`` is called for every image, e.g. to save it.
+    """
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=dist_info.device)
+    indices = iter(loader.sampler) if on_prediction is not None else None
     for images, masks in tqdm(loader, desc='evaluate', disable=not dist_info.is_main, leave=False):
-        logits = model(images.to(dist_info.device, non_blocking=True))['out']
-        confusion += confusion_matrix(logits.argmax(1), masks.to(dist_info.device), num_classes, ignore_index)
+        predictions = model(images.to(dist_info.device, non_blocking=True))['out'].argmax(1)
+        confusion += confusion_matrix(predictions, masks.to(dist_info.device), num_classes, ignore_index)
+        if on_prediction is not None:
+            for prediction in predictions.cpu():
+                on_prediction(int(next(indices)), prediction)
     confusion = all_reduce_sum(confusion)
     return metrics_from_confusion(confusion.cpu(), class_names)

@@ -1,100 +1,17 @@
-"""Task adapters: what the shared training engine needs to know about detection or segmentation."""
+"""The built-in tasks (detection, segmentation), the one model builder for a config, and trained-model loading."""
+import difflib
+import inspect
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from ..engine.config import Config, DataConfig
-from ..engine.distributed import DistInfo
+from ..engine.config import Config, DataConfig, config_from_dict
+from ..engine.task import Task, register_task
+from ..errors import ConfigError, DownloadError
+from ..state_dict import match_state_dict
 
-__all__ = ['Task', 'create_task', 'load_trained_model', 'data_roots']
-
-
-class Task:
-    """Interface between the engine and one kind of model.
-
-    Subclasses build datasets and the model, turn a batch into a loss, evaluate, and draw results.
-    """
-    main_metric: str = ''
-
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-
-    def build_datasets(self) -> Tuple[Dataset, Dataset]:
-        """(train, val); the train set has ``set_epoch(epoch)`` and a ``seed`` attribute."""
-        raise NotImplementedError
-
-    def build_model(self, train_set: Dataset) -> torch.nn.Module:
-        raise NotImplementedError
-
-    def collate(self, batch: List[Any]) -> Any:
-        raise NotImplementedError
-
-    def loss(
-            self, model: torch.nn.Module, batch: Any, device: torch.device,
-    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Total loss to minimise and its named parts (for logging)."""
-        raise NotImplementedError
-
-    def val_batch_size(self) -> int:
-        """Validation batch size (per process)."""
-        return self.cfg.train.batch_size
-
-    def batch_size(self, batch: Any) -> int:
-        return len(batch[0])
-
-    def evaluate(
-            self, model: torch.nn.Module, val_set: Dataset, loader: DataLoader, dist_info: DistInfo,
-    ) -> Dict[str, Any]:
-        raise NotImplementedError
-
-    def draw(self, model: torch.nn.Module, val_set: Dataset, index: int, device: torch.device) -> Tuple[Any, str]:
-        """The prediction for validation item ``index`` as a PIL image, and its file name."""
-        raise NotImplementedError
-
-    @torch.inference_mode()
-    def save_visuals(self, model: torch.nn.Module, val_set: Dataset, out_dir, count: int) -> List[str]:
-        """Draw ``count`` validation predictions as PNG files; returns their paths."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        device = next(model.parameters()).device
-        model.eval()
-        paths = []
-        for index in range(min(count, len(val_set))):
-            picture, name = self.draw(model, val_set, index, device)
-            picture.save(out_dir / name)
-            paths.append(str(out_dir / name))
-        return paths
-
-
-def load_trained_model(
-        checkpoint: Union[str, Path],
-        device: Union[str, torch.device] = 'cpu',
-) -> Tuple[torch.nn.Module, Config, List[str]]:
-    """Rebuild a model trained by ``tools/train.py`` from its checkpoint alone (eval mode).
-
-    Returns the model (EMA weights when the run kept them), the run's config and its class names
-    (detection: without the background; segmentation: every class).
-    """
-    from ..detection import create_detection_model
-    from ..engine.checkpoint import load_training_checkpoint, model_weights
-    from ..engine.config import config_from_dict
-    from ..segmentation import create_segmentation_model
-
-    state = load_training_checkpoint(checkpoint)
-    cfg = config_from_dict(state['config'])
-    class_names = list(state.get('class_names') or [])
-    if not class_names:
-        raise RuntimeError(f'{checkpoint} has no class names; it was not written by tools/train.py')
-    m = cfg.model
-    if cfg.task == 'detection':
-        model = create_detection_model(m.name, num_classes=len(class_names) + 1, **m.kwargs)
-    else:
-        extra = {} if m.aux_loss is None else {'aux_loss': m.aux_loss}
-        model = create_segmentation_model(m.name, num_classes=len(class_names), **extra, **m.kwargs)
-    model.load_state_dict(model_weights(state))
-    return model.to(device).eval(), cfg, class_names
+__all__ = ['build_model_from_config', 'check_model_config', 'load_trained_model', 'data_roots']
 
 
 def data_roots(data: DataConfig, train: bool) -> List[Path]:
@@ -104,9 +21,121 @@ def data_roots(data: DataConfig, train: bool) -> List[Path]:
     return [Path(r) for r in ([data.root] if isinstance(data.root, str) else data.root)]
 
 
-def create_task(cfg: Config) -> Task:
-    if cfg.task == 'detection':
-        from .detection import DetectionTask
-        return DetectionTask(cfg)
+# builder arguments that have keys of their own in the model section
+_OWN_KEYS = {'num_classes': 'model.num_classes', 'weights_backbone': 'model.weights_backbone',
+             'trainable_backbone_layers': 'model.trainable_backbone_layers', 'aux_loss': 'model.aux_loss'}
+
+
+def _builder_arguments(task: str, name: str) -> List[str]:
+    """The keyword arguments ``model.kwargs`` may give the builder ``name`` (detectors: SSD's too)."""
+    from torchvision.models.detection.ssd import SSD
+
+    from ..detection import DETECTION_MODELS
+    from ..segmentation import SEGMENTATION_MODELS
+
+    models = DETECTION_MODELS if task == 'detection' else SEGMENTATION_MODELS
+    if name not in models:
+        raise ConfigError(f'model.name: {name!r} is not a {task} model; choose one of {", ".join(sorted(models))}')
+    names = [p.name for p in inspect.signature(models[name]).parameters.values()
+             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if task == 'detection':
+        names += ['size'] + [p for p in inspect.signature(SSD.__init__).parameters
+                             if p not in ('self', 'backbone', 'anchor_generator', 'size', 'num_classes', 'head')]
+    return [n for n in names if n not in _OWN_KEYS]
+
+
+def check_model_config(cfg: Config) -> None:
+    """``model.name`` is a builder of the task and every ``model.kwargs`` key is an argument it takes.
+
+    Raises:
+        ConfigError: naming the unknown key, the closest valid one and the whole list.
+    """
+    valid = _builder_arguments(cfg.task, cfg.model.name)
+    for key in cfg.model.kwargs:
+        if key in _OWN_KEYS:
+            raise ConfigError(f'model.kwargs.{key}: set it as {_OWN_KEYS[key]} instead')
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            raise ConfigError(f'model.kwargs.{key}: {cfg.model.name} takes no argument {key!r}{hint}; '
+                              f'valid: {", ".join(valid)}')
+
+
+def build_model_from_config(
+        cfg: Config,
+        num_classes: int,
+        state_dict: Optional[Dict[str, torch.Tensor]] = None,
+) -> torch.nn.Module:
+    """The model ``cfg.model`` describes, for training, evaluation and inference alike.
+
+    Args:
+        cfg: run config (``model.name``, ``weights_backbone``, ``trainable_backbone_layers``, ``aux_loss``, ``kwargs``).
+        num_classes: classes of the model (detection: the background included).
+        state_dict: trained weights to load; then no backbone weights are downloaded (they would be overwritten).
+
+    Raises:
+        ConfigError: unknown model or arguments. DownloadError: backbone weights cannot be fetched.
+        CheckpointError: ``state_dict`` does not fit the model.
+    """
+    from ..detection import create_detection_model
+    from ..segmentation import create_segmentation_model
+
+    m = cfg.model
+    kwargs = dict(m.kwargs, num_classes=num_classes,
+                  weights_backbone=m.weights_backbone if state_dict is None else None)
+    try:
+        if cfg.task == 'detection':
+            if m.trainable_backbone_layers is not None:
+                kwargs['trainable_backbone_layers'] = m.trainable_backbone_layers
+            model = create_detection_model(m.name, **kwargs)
+        else:
+            if m.aux_loss is not None:
+                kwargs['aux_loss'] = m.aux_loss
+            model = create_segmentation_model(m.name, **kwargs)
+    except DownloadError as e:
+        raise DownloadError(f'model.weights_backbone={m.weights_backbone}: {e}. Offline, fetch the file elsewhere '
+                            f'and set model.weights_backbone=PATH') from e
+    except ValueError as e:  # the builders' own checks: unknown name, num_classes, output_stride, ...
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f'model {m.name!r}: {e}') from e
+    if state_dict is not None:
+        what = f'{m.name} with {num_classes} classes ({cfg.task})'
+        model.load_state_dict(match_state_dict(dict(state_dict), model, what=what))
+    return model
+
+
+def load_trained_model(
+        checkpoint: Union[str, Path],
+        device: Union[str, torch.device] = 'cpu',
+) -> Tuple[torch.nn.Module, Config, List[str]]:
+    """Rebuild a model trained by ``tools/train.py`` from its checkpoint alone (eval mode).
+
+    Returns the model (EMA weights when the run kept them), the run's config and its class names
+    (detection: without the background; segmentation: every class). Nothing is downloaded.
+    """
+    from ..engine.checkpoint import load_training_checkpoint, model_weights
+    from ..errors import CheckpointError
+
+    state = load_training_checkpoint(checkpoint)
+    cfg = config_from_dict(state['config'])
+    class_names = list(state.get('class_names') or [])
+    if not class_names:
+        raise CheckpointError(f'{checkpoint} has no class names; it was not written by tools/train.py')
+    num_classes = len(class_names) + 1 if cfg.task == 'detection' else len(class_names)
+    model = build_model_from_config(cfg, num_classes, model_weights(state))
+    return model.to(device).eval(), cfg, class_names
+
+
+def _detection_task(cfg: Config) -> Task:
+    from .detection import DetectionTask
+    return DetectionTask(cfg)
+
+
+def _segmentation_task(cfg: Config) -> Task:
     from .segmentation import SegmentationTask
     return SegmentationTask(cfg)
+
+
+register_task('detection', _detection_task)
+register_task('segmentation', _segmentation_task)

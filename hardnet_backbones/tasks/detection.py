@@ -1,28 +1,31 @@
 """SSD detection on COCO-format or Pascal VOC data."""
-from typing import Any, Dict, Tuple
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..data.detection import VOC_CLASSES, CocoDetectionDataset, VOCDetectionDataset, collate_detection
 from ..data.transforms import detection_train_transform
-from ..detection import create_detection_model, detection_input_size
-from ..engine.config import ConfigError
-from ..engine.distributed import DistInfo
+from ..detection import detection_input_size
+from ..distributed import DistInfo
+from ..engine.checkpoint import write_text_atomic
+from ..engine.task import Task
+from ..errors import ConfigError
 from ..evaluation.detection import evaluate_detection
 from ..visualize import draw_detections
-from . import Task, data_roots
+from . import build_model_from_config, check_model_config, data_roots
 
 
 class DetectionTask(Task):
     main_metric = 'mAP'
 
-    def _dataset(self, split: str, ann: str, train: bool):
+    def build_dataset(self, split: str, train: bool):
         data = self.cfg.data
         roots = data_roots(data, train)
         if len(roots) > 1 and data.format != 'voc':
             raise ConfigError(f'data.root: a list of roots is for the voc format, not {data.format}')
-        root = roots[0]
         transform = None
         if train:
             transform = detection_train_transform(
@@ -33,6 +36,8 @@ class DetectionTask(Task):
         if data.format == 'coco':
             if data.class_names is not None:
                 raise ConfigError('data.class_names: COCO data takes its class names from "categories"; remove the key')
+            ann = data.train_ann if train else data.val_ann
+            root = roots[0]
             return CocoDetectionDataset(root / data.images_dir / split, root / (ann or f'annotations/{split}.json'),
                                         transform, exif_orientation=data.exif_orientation)
         if data.format == 'voc':
@@ -40,18 +45,14 @@ class DetectionTask(Task):
                                        exif_orientation=data.exif_orientation)
         raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')
 
-    def build_datasets(self):
-        data = self.cfg.data
-        return (self._dataset(data.train_split, data.train_ann, train=True),
-                self._dataset(data.val_split, data.val_ann, train=False))
+    def check_config(self) -> None:
+        check_model_config(self.cfg)
 
-    def build_model(self, train_set) -> torch.nn.Module:
-        m = self.cfg.model
-        kwargs = dict(m.kwargs)
-        if m.trainable_backbone_layers is not None:
-            kwargs['trainable_backbone_layers'] = m.trainable_backbone_layers
-        return create_detection_model(
-            m.name, num_classes=m.num_classes or train_set.num_classes, weights_backbone=m.weights_backbone, **kwargs)
+    def num_classes(self, dataset) -> int:
+        return self.cfg.model.num_classes or dataset.num_classes
+
+    def build_model(self, num_classes: int, state_dict=None) -> torch.nn.Module:
+        return build_model_from_config(self.cfg, num_classes, state_dict)
 
     def collate(self, batch):
         return collate_detection(batch)
@@ -63,8 +64,13 @@ class DetectionTask(Task):
         parts = model(images, targets)
         return sum(parts.values()), parts
 
-    def evaluate(self, model, val_set, loader: DataLoader, dist_info: DistInfo) -> Dict[str, Any]:
-        return evaluate_detection(model, loader, val_set.coco, val_set.label_to_cat_id, dist_info)
+    def evaluate(self, model, val_set, loader: DataLoader, dist_info: DistInfo,
+                 predictions_dir: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+        metrics, results = evaluate_detection(model, loader, val_set.coco, val_set.label_to_cat_id, dist_info)
+        if predictions_dir is not None and dist_info.is_main:
+            Path(predictions_dir).mkdir(parents=True, exist_ok=True)
+            write_text_atomic(Path(predictions_dir) / 'detections_coco.json', json.dumps(results))
+        return metrics
 
     def draw(self, model, val_set, index, device):
         image, target = val_set[index]

@@ -1,5 +1,6 @@
-"""Semantic segmentation (FCN / DeepLabV3 / LR-ASPP) on VOC, Cityscapes, folder or shapes data."""
-from typing import Any, Dict, List, Tuple
+"""Semantic segmentation (FCN / DeepLabV3 / LR-ASPP / FC-HarDNet) on VOC, Cityscapes, folder or shapes data."""
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from PIL import Image
@@ -8,13 +9,14 @@ from torch.utils.data import DataLoader
 from ..data.segmentation import cityscapes_segmentation, folder_segmentation, voc_segmentation
 from ..data.shapes import SHAPE_CLASSES
 from ..data.transforms import segmentation_eval_transform, segmentation_train_transform
-from ..engine.config import ConfigError
-from ..engine.distributed import DistInfo
+from ..distributed import DistInfo
+from ..engine.checkpoint import write_atomic
+from ..engine.task import Task
+from ..errors import ConfigError
 from ..evaluation.segmentation import evaluate_segmentation
 from ..losses import SegmentationLoss
-from ..segmentation import create_segmentation_model
-from ..visualize import overlay_segmentation
-from . import Task, data_roots
+from ..visualize import color_palette, mask_to_png, overlay_segmentation
+from . import build_model_from_config, check_model_config, data_roots
 
 # ImageNet statistics: every backbone here was (or will be) pre-trained with them
 _MEAN = (0.485, 0.456, 0.406)
@@ -30,7 +32,7 @@ class SegmentationTask(Task):
         self.criterion = SegmentationLoss(loss.name, cfg.data.ignore_index, loss.aux_weight,
                                           loss.bootstrap_min_k, loss.bootstrap_threshold)
 
-    def _dataset(self, split: str, train: bool):
+    def build_dataset(self, split: str, train: bool):
         data = self.cfg.data
         if train:
             transform = segmentation_train_transform(
@@ -73,17 +75,14 @@ class SegmentationTask(Task):
             raise ConfigError('data.format=folder needs data.class_names (or model.num_classes)')
         return [f'class_{i}' for i in range(num_classes)]
 
-    def build_datasets(self):
-        data = self.cfg.data
-        return self._dataset(data.train_split, train=True), self._dataset(data.val_split, train=False)
+    def check_config(self) -> None:
+        check_model_config(self.cfg)
 
-    def build_model(self, train_set) -> torch.nn.Module:
-        m = self.cfg.model
-        kwargs: Dict[str, Any] = dict(m.kwargs)
-        if m.aux_loss is not None:
-            kwargs['aux_loss'] = m.aux_loss
-        return create_segmentation_model(
-            m.name, num_classes=m.num_classes or train_set.num_classes, weights_backbone=m.weights_backbone, **kwargs)
+    def num_classes(self, dataset) -> int:
+        return self.cfg.model.num_classes or dataset.num_classes
+
+    def build_model(self, num_classes: int, state_dict=None) -> torch.nn.Module:
+        return build_model_from_config(self.cfg, num_classes, state_dict)
 
     def collate(self, batch):
         images, masks = zip(*batch)
@@ -97,9 +96,18 @@ class SegmentationTask(Task):
     def val_batch_size(self) -> int:
         return 1  # full-resolution validation images may differ in size
 
-    def evaluate(self, model, val_set, loader: DataLoader, dist_info: DistInfo) -> Dict[str, Any]:
+    def evaluate(self, model, val_set, loader: DataLoader, dist_info: DistInfo,
+                 predictions_dir: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+        palette = color_palette(val_set.class_names)
+
+        def save(index: int, prediction: torch.Tensor) -> None:
+            path = Path(predictions_dir) / f'{val_set.pairs[index][0].stem}.png'
+            write_atomic(path, lambda f: mask_to_png(prediction, palette).save(f, format='PNG'))
+
+        if predictions_dir is not None:
+            Path(predictions_dir).mkdir(parents=True, exist_ok=True)
         return evaluate_segmentation(model, loader, val_set.num_classes, val_set.class_names, dist_info,
-                                     self.cfg.data.ignore_index)
+                                     self.cfg.data.ignore_index, on_prediction=save if predictions_dir else None)
 
     def draw(self, model, val_set, index, device):
         image, mask = val_set[index]

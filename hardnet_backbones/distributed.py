@@ -1,4 +1,8 @@
-"""DistributedDataParallel plumbing for ``torchrun`` (NCCL on GPUs, gloo on CPUs)."""
+"""DistributedDataParallel plumbing for ``torchrun``: process group, collectives, evaluation sharding.
+
+On GPUs the process group has both backends (``cpu:gloo,cuda:nccl``) and every collective moves its
+tensor to the device of the process (``DistInfo.device``) first, so NCCL never sees a CPU tensor.
+"""
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator, List
@@ -7,8 +11,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from .errors import ConfigError
+
 __all__ = ['DistInfo', 'init_distributed', 'cleanup_distributed', 'is_distributed', 'all_reduce_sum',
-           'all_gather_objects', 'barrier', 'ShardSampler']
+           'all_gather_objects', 'barrier', 'ShardSampler', 'collective_device', 'process_group_backend']
+
+_DEVICE = torch.device('cpu')
 
 
 @dataclass
@@ -31,7 +39,7 @@ def init_distributed(device: str = 'auto') -> DistInfo:
     """
     use_cuda = torch.cuda.is_available() if device == 'auto' else device == 'cuda'
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError('train.device=cuda but no CUDA device is available')
+        raise ConfigError('train.device=cuda but no CUDA device is available here; use train.device=auto or cpu')
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
@@ -41,8 +49,20 @@ def init_distributed(device: str = 'auto') -> DistInfo:
     else:
         torch_device = torch.device('cpu')
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend='nccl' if use_cuda else 'gloo')
+        dist.init_process_group(backend=process_group_backend(torch_device))
+    global _DEVICE
+    _DEVICE = torch_device
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
+
+
+def process_group_backend(device: torch.device) -> str:
+    """gloo on CPUs; on GPUs NCCL for CUDA tensors and gloo for any CPU tensor that still reaches a collective."""
+    return 'cpu:gloo,cuda:nccl' if device.type == 'cuda' else 'gloo'
+
+
+def collective_device() -> torch.device:
+    """The device collectives run on: the one ``init_distributed`` chose for this process."""
+    return _DEVICE
 
 
 def is_distributed() -> bool:
@@ -60,10 +80,12 @@ def barrier() -> None:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over processes (in place); the tensor itself when not distributed."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+    """Sum over processes, computed on :func:`collective_device`; returned on the tensor's own device."""
+    if not is_distributed():
+        return tensor
+    work = tensor.to(collective_device())
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    return work.to(tensor.device)
 
 
 def all_gather_objects(obj: Any) -> List[Any]:
