@@ -32,7 +32,7 @@ def shapes_root(tmp_path_factory):
 
 def _tiny_overrides(shapes_root, out_dir, epochs=2):
     return [f'data.root={shapes_root}', f'output_dir={out_dir}', f'train.epochs={epochs}', 'train.batch_size=2',
-            'train.eval_every=1', 'data.num_workers=0', 'model.kwargs={size: 64}', 'train.save_images=1',
+            'train.eval_every=1', 'data.num_workers=2', 'model.kwargs={size: 64}', 'train.save_images=1',
             'train.warmup_epochs=0']
 
 
@@ -111,34 +111,6 @@ def test_train_writes_every_artifact(shapes_root, tmp_path):
     drawn = np.asarray(Image.open(tmp_path / 'det16' / 'sixteen.png').convert('L')).astype(int)
     assert abs(drawn.mean() - (gray // 257).mean()) < 3 and drawn.mean() < 200  # enlarged for captions, not white
     assert image.as_posix() in json.loads((tmp_path / 'det' / 'detections.json').read_text())
-
-
-def test_resume_after_interruption_matches_uninterrupted_run(shapes_root, tmp_path, monkeypatch):
-    full = load_config(DEMO_CONFIG, _tiny_overrides(shapes_root, tmp_path / 'full', epochs=3))
-    trainer.train(full)
-    expected = torch.load(tmp_path / 'full' / 'last.pth', weights_only=True)
-
-    interrupted = load_config(DEMO_CONFIG, _tiny_overrides(shapes_root, tmp_path / 'cut', epochs=3))
-    original = trainer._Run.train_one_epoch
-
-    def killed_in_epoch_two(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt('simulated kill')
-        return original(self, epoch)
-
-    monkeypatch.setattr(trainer._Run, 'train_one_epoch', killed_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train(interrupted)
-    assert torch.load(tmp_path / 'cut' / 'last.pth', weights_only=True)['epoch'] == 1
-    monkeypatch.setattr(trainer._Run, 'train_one_epoch', original)
-    trainer.train(interrupted, resume=True)
-    resumed = torch.load(tmp_path / 'cut' / 'last.pth', weights_only=True)
-
-    assert resumed['epoch'] == expected['epoch'] == 3
-    for key, value in expected['model'].items():
-        assert torch.equal(resumed['model'][key], value), key
-    lines = (tmp_path / 'cut' / 'metrics.jsonl').read_text().splitlines()
-    assert [json.loads(line)['epoch'] for line in lines] == [1, 2, 3]
 
 
 def test_bad_inputs_give_clear_errors(shapes_root, tmp_path, caplog):

@@ -84,6 +84,7 @@ _LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
 def _setup_logging(out_dir: Optional[Path]) -> Optional[logging.Handler]:
     """Console logging, plus ``train.log`` in ``out_dir``; returns the file handler to remove after the run."""
     logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
+    logging.getLogger('hardnet').setLevel(logging.INFO)  # train.log is complete whatever the root level is
     if out_dir is None:
         return None
     handler = logging.FileHandler(out_dir / 'train.log')
@@ -299,9 +300,17 @@ def _resume_checkpoint(
     return path, load_training_checkpoint(path)
 
 
-def _log_to_file(handler: Optional[logging.Handler], error: BaseException) -> None:
+def _log_to_file(handler: Optional[logging.Handler], out_dir: Path, error: BaseException) -> None:
+    """Append a failure to the run's ``train.log`` (that of an existing run too) without echoing it to the console:
+    the tools print it themselves."""
+    own = handler is None and out_dir.is_dir()
+    if own:
+        handler = logging.FileHandler(out_dir / 'train.log')
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     if handler is not None:
         handler.handle(_logger.makeRecord(_logger.name, logging.ERROR, __file__, 0, '%s', (user_message(error),), None))
+    if own:
+        handler.close()
 
 
 def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: bool = False) -> Dict[str, Any]:
@@ -316,13 +325,14 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
 
     Run under ``torchrun`` for DistributedDataParallel; single process otherwise.
     """
-    validate_config(cfg)
-    task = create_task(cfg)
-    task.check_config()
-    dist_info = init_distributed(cfg.train.device)
     out_dir = Path(cfg.output_dir)
     log_file = None
+    dist_info = DistInfo()
     try:
+        validate_config(cfg)
+        task = create_task(cfg)
+        task.check_config()
+        dist_info = init_distributed(cfg.train.device)
         resume_path, checkpoint = _resume_checkpoint(cfg, resume, overwrite)
         changes = {}
         if checkpoint is not None:
@@ -354,7 +364,8 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
         barrier()
         return metrics
     except HardnetError as e:
-        _log_to_file(log_file, e)
+        if dist_info.is_main:
+            _log_to_file(log_file, out_dir, e)
         raise
     finally:
         if log_file is not None:
