@@ -24,7 +24,7 @@ from hardnet_backbones.engine import checkpoint as checkpoint_module
 from hardnet_backbones.engine import trainer
 from hardnet_backbones.engine.config import load_config
 from hardnet_backbones.engine.task import create_task
-from hardnet_backbones.errors import ConfigError, DiskFullError
+from hardnet_backbones.errors import DiskFullError
 
 ROOT = Path(__file__).resolve().parents[1]
 DETECTION = ROOT / 'configs' / 'detection' / 'shapes_ssdlite320_hardnet39ds.yaml'
@@ -280,7 +280,8 @@ def test_resume_refuses_changes_that_break_exactness_and_records_safe_ones(shape
     ('train.eval_every=0', 'train.eval_every: 0 is invalid; it must be at least 1'),
     ('train.epochs=0', 'train.epochs: 0 is invalid; it must be at least 1'),
     ('data.hflip_p=1.5', 'data.hflip_p: 1.5 is invalid; it must be a probability'),
-    ('model.kwargs={size: 64, score_tresh: 0.1}', "takes no argument 'score_tresh' \\(did you mean 'score_thresh'\\?\\)"),
+    ('model.kwargs={size: 64, score_tresh: 0.1}',
+     "takes no argument 'score_tresh' \\(did you mean 'score_thresh'\\?\\)"),
     ('model.kwargs={num_classes: 3}', 'model.kwargs.num_classes: set it as model.num_classes instead'),
     ('model.weights_backbone=/no/such/file.pth', 'model.weights_backbone: file not found: /no/such/file.pth'),
     ('model.name=fcn_hardnet68', "model.name: 'fcn_hardnet68' is not a detection model"),
@@ -398,3 +399,13 @@ def test_the_engine_does_not_import_the_task_package():
             if isinstance(node, ast.ImportFrom):
                 module = ('.' * node.level) + (node.module or '')
                 assert 'tasks' not in module, f'{path.name} imports {module}'
+
+
+def test_gpu_check_refuses_without_a_gpu_and_its_training_steps_run(caplog):
+    from hardnet_backbones.cli import gpu_check
+    if not torch.cuda.is_available():
+        assert gpu_check.main(['--skip-benchmark']) == 2
+        assert 'no CUDA device here' in caplog.text
+    for task, model in (('detection', 'ssdlite320_hardnet39ds'), ('segmentation', 'fcn_hardnet39ds')):
+        report = gpu_check._amp_steps(task, model, steps=1, device='cpu')  # the code path the GPU runs with AMP
+        assert len(report['losses']) == 1
