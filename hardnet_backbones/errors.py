@@ -25,7 +25,14 @@ class CheckpointError(HardnetError, RuntimeError):
 
 
 class DownloadError(HardnetError, RuntimeError):
-    """Published weights could not be downloaded or do not match their SHA-256."""
+    """Published weights could not be downloaded or do not match their SHA-256.
+
+    ``problem`` says what went wrong without the advice of the message (callers add their own).
+    """
+
+    def __init__(self, message: str, problem: str = ''):
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class DiskFullError(HardnetError, OSError):

@@ -77,9 +77,11 @@ def cached_download(
             # writes to a temporary file and renames it only once complete
             torch.hub.download_url_to_file(url, str(path), hash_prefix=None, progress=progress)
         except (URLError, OSError) as e:
+            problem = f'could not download {url} ({e})'
             raise DownloadError(
-                f'Could not download {url} ({e}). Without network access, fetch the file elsewhere and '
-                f'pass it as a local file (pretrained_cfg_overlay=dict(file=PATH) or --checkpoint PATH).') from e
+                f'{problem[0].upper()}{problem[1:]}. Without network access, fetch the file elsewhere and '
+                f'pass it as a local file (pretrained_cfg_overlay=dict(file=PATH) or --checkpoint PATH).',
+                problem) from e
     try:
         _verify(path, expected, url)
     except DownloadError:

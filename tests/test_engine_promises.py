@@ -409,3 +409,20 @@ def test_gpu_check_refuses_without_a_gpu_and_its_training_steps_run(caplog):
     for task, model in (('detection', 'ssdlite320_hardnet39ds'), ('segmentation', 'fcn_hardnet39ds')):
         report = gpu_check._amp_steps(task, model, steps=1, device='cpu')  # the code path the GPU runs with AMP
         assert len(report['losses']) == 1
+
+
+def test_published_backbone_weights_offline_name_the_config_fix(shapes_root, tmp_path, caplog, monkeypatch):
+    from urllib.error import URLError
+
+    def offline(*args, **kwargs):
+        raise URLError('no network')
+
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))  # an empty weights cache
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
+    args = [str(DETECTION), *(f'--set={o}' for o in _detection(shapes_root, tmp_path / 'run', workers=0)),
+            '--set=model.weights_backbone=DEFAULT']
+    assert train_cli.main(args) == 2
+    message = caplog.records[-1].getMessage()
+    assert message.startswith('model.weights_backbone=DEFAULT: could not download https://')
+    assert message.endswith('set model.weights_backbone=PATH') and '\n' not in message
+    assert 'pretrained_cfg_overlay' not in message and '--checkpoint' not in message  # not options of this tool

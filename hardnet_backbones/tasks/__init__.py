@@ -93,8 +93,8 @@ def build_model_from_config(
                 kwargs['aux_loss'] = m.aux_loss
             model = create_segmentation_model(m.name, **kwargs)
     except DownloadError as e:
-        raise DownloadError(f'model.weights_backbone={m.weights_backbone}: {e}. Offline, fetch the file elsewhere '
-                            f'and set model.weights_backbone=PATH') from e
+        raise DownloadError(f'model.weights_backbone={m.weights_backbone}: {e.problem}. Offline, fetch the file '
+                            f'elsewhere and set model.weights_backbone=PATH', e.problem) from e
     except ValueError as e:  # the builders' own checks: unknown name, num_classes, output_stride, ...
         if isinstance(e, ConfigError):
             raise
