@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint gpu-check clean
+.PHONY: install demo test test-timm test-min lint gpu-check clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
 
+# timm's own tests/test_models.py (from the installed timm's source distribution) on the HarDNet models
+test-timm: $(STAMP)
+	$(BIN)/python tools/timm_tests.py $(TIMM_TEST_ARGS)
+
+# the lowest versions setup.cfg allows, on the model tests (torch/torchvision: only the pinned pair is at hand)
+MIN_VENV := .venv-min
+MIN_PINS := timm==1.0.30 numpy==1.26.4 pillow==10.1.0
+test-min:
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install -q $(TORCH_PINS)
+	$(MIN_VENV)/bin/python -m pip install -q -e . pytest $(MIN_PINS)
+	$(MIN_VENV)/bin/python -m pytest -q tests/test_models.py tests/test_interop.py tests/test_fchardnet_and_dilation.py
+
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
 
@@ -29,4 +43,4 @@ lint: $(STAMP)
 	$(BIN)/python -m flake8
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(MIN_VENV) runs .cache

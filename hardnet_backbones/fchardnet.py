@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .hub import load_checkpoint_file
-from .layers import ConvLayer, HarmonicBlock, default_init
+from .hub import load_weights_file
+from .layers import ConvLayer, HarmonicBlock, check_image_input, default_init
+
+torch.fx.wrap('check_image_input')  # a leaf for symbolic tracing here too
 from .state_dict import match_state_dict, remap_by_position, unwrap_state_dict
 
 __all__ = ['FCHarDNet', 'fchardnet70', 'fchardnet_checkpoint_filter', 'FCHARDNET70_CFG']
@@ -87,8 +90,7 @@ class FCHarDNet(nn.Module):
         default_init(self)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] < 32 or x.shape[3] < 32:
-            raise ValueError(f'FC-HarDNet expects (B, 3, H, W) with H, W >= 32, got {list(x.shape)}')
+        x = check_image_input(x, 3, 32, 'FC-HarDNet')
         size = x.shape[-2:]
         skips: List[torch.Tensor] = []
         for i, layer in enumerate(self.encoder):
@@ -148,8 +150,8 @@ def fchardnet70(
         raise ValueError('No download URL is published for the FC-HarDNet ImageNet encoder; pass the local '
                          'hardnet_petite_base.pth file as weights_backbone')
     if weights_backbone is not None:
-        encoder = fchardnet_checkpoint_filter(load_checkpoint_file(weights_backbone), model, encoder_only=True)
+        encoder = fchardnet_checkpoint_filter(load_weights_file(weights_backbone), model, encoder_only=True)
         model.load_state_dict(encoder, strict=False)
     if weights is not None:
-        model.load_state_dict(fchardnet_checkpoint_filter(load_checkpoint_file(weights), model))
+        model.load_state_dict(fchardnet_checkpoint_filter(load_weights_file(weights), model))
     return model

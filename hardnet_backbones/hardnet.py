@@ -22,8 +22,8 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import MATCH_PREV_GROUP, checkpoint_seq
 
-from .hub import ensure_pretrained_cached
-from .layers import ConvLayer, DWConvLayer, HarmonicBlock, default_init
+from .hub import ensure_pretrained_cached, load_weights_file
+from .layers import ConvLayer, DWConvLayer, HarmonicBlock, StemConvLayer, default_init
 from .state_dict import match_state_dict, remap_by_position, unwrap_state_dict
 
 __all__ = ['HarDNet', 'HarDNetCfg', 'checkpoint_filter_fn', 'model_cfgs']
@@ -97,6 +97,10 @@ class HarDNet(nn.Module):
         dd = {'device': device, 'dtype': dtype}
         if output_stride not in (8, 16, 32):
             raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride}')
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f'num_classes must be >= 0 (0: no classifier), got {num_classes!r}')
+        if not isinstance(in_chans, int) or in_chans < 1:
+            raise ValueError(f'in_chans must be >= 1, got {in_chans!r}')
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = cfg.drop_rate if drop_rate is None else drop_rate
@@ -144,16 +148,9 @@ class HarDNet(nn.Module):
             global_pool = self.global_pool.pool_type
         self.global_pool, self.classifier = create_classifier(
             self.num_features, num_classes, pool_type=global_pool, **dd)
+        self.global_pool.train(self.training)  # the new head keeps the model's train/eval mode
+        self.classifier.train(self.training)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f'HarDNet expects input of shape (B, {self.in_chans}, H, W), got {list(x.shape)}')
-        if x.shape[2] < self.min_input_size or x.shape[3] < self.min_input_size:
-            raise ValueError(
-                f'Input {x.shape[2]}x{x.shape[3]} is too small: HarDNet needs at least '
-                f'{self.min_input_size}x{self.min_input_size} pixels to reach stride 32')
 
     def forward_intermediates(
             self,
@@ -176,7 +173,6 @@ class HarDNet(nn.Module):
             intermediates_only: return only the list of feature maps.
         """
         assert output_fmt == 'NCHW', 'Output format must be NCHW.'
-        self._check_input(x)
         intermediates: List[torch.Tensor] = []
         take_indices, max_index = feature_take_indices(len(self.feature_ends), indices)
         if torch.jit.is_scripting() or not stop_early:
@@ -211,8 +207,10 @@ class HarDNet(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> stride-32 feature map ``(B, num_features, ceil(H/32), ceil(W/32))``."""
-        self._check_input(x)
+        """``(B, C, H, W)`` -> stride-32 feature map ``(B, num_features, ceil(H/32), ceil(W/32))``.
+
+        The stem checks the input: wrong rank or channels, or a side below 32 pixels, raise ``ValueError``.
+        """
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self.features, x)
         return self.features(x)
@@ -246,7 +244,7 @@ class _FeatureBuilder:
         self.dilation = 1
 
         stem1, stem2 = cfg.stem_chs
-        self.modules['stem_conv1'] = ConvLayer(in_chans, stem1, 3, stride=2, act_layer=act_layer, **dd)
+        self.modules['stem_conv1'] = StemConvLayer(in_chans, stem1, 3, stride=2, act_layer=act_layer, **dd)
         self.modules['stem_conv2'] = ConvLayer(stem1, stem2, cfg.stem_kernel2, act_layer=act_layer, **dd)
         self._add_tap('stem_conv2', stem2)
         self.modules['stem_down'] = self._downsample(stem2, stem=True)
@@ -309,10 +307,29 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: HarDNet) -> Dict[str
     return match_state_dict(state_dict, model, adaptable, what='HarDNet model')
 
 
+_NUM_FEATURE_LEVELS = 5  # strides 2, 4, 8, 16, 32
+
+
+def _check_out_indices(out_indices: Any) -> None:
+    levels = range(-_NUM_FEATURE_LEVELS, _NUM_FEATURE_LEVELS)
+    indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+    if not indices or any(not isinstance(i, int) or i not in levels for i in indices):
+        raise ValueError(f'out_indices {out_indices!r}: HarDNet has {_NUM_FEATURE_LEVELS} feature levels, '
+                         f'0..4 for strides 2, 4, 8, 16, 32 (or -5..-1)')
+
+
 def _create_hardnet(variant: str, pretrained: bool = False, **kwargs) -> HarDNet:
+    if 'out_indices' in kwargs:
+        _check_out_indices(kwargs['out_indices'])
     if pretrained:
-        ensure_pretrained_cached(
-            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'), kwargs.get('cache_dir'))
+        overlay = dict(kwargs.get('pretrained_cfg_overlay') or {})
+        if overlay.get('file') and not overlay.get('state_dict'):
+            # read here, for clear errors on broken or foreign files (and safetensors), then hand to timm
+            overlay['state_dict'] = load_weights_file(overlay.pop('file'))
+            kwargs['pretrained_cfg_overlay'] = overlay
+        else:
+            ensure_pretrained_cached(
+                variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'), kwargs.get('cache_dir'))
     return build_model_with_cfg(
         HarDNet,
         variant,

@@ -18,7 +18,7 @@ import torch
 
 from .errors import CheckpointError, DownloadError
 
-__all__ = ['cached_download', 'ensure_pretrained_cached', 'sha256_of', 'load_checkpoint_file']
+__all__ = ['cached_download', 'ensure_pretrained_cached', 'sha256_of', 'load_checkpoint_file', 'load_weights_file']
 
 _logger = logging.getLogger(__name__)
 _HASH_IN_NAME = re.compile(r'-([a-f0-9]{6,64})\.')
@@ -74,8 +74,14 @@ def cached_download(
         folder.mkdir(parents=True, exist_ok=True)
         _logger.info('Downloading %s to %s', url, path)
         try:
-            # writes to a temporary file and renames it only once complete
-            torch.hub.download_url_to_file(url, str(path), hash_prefix=None, progress=progress)
+            # verifies the hash while streaming into a temporary file, renamed only once complete and right
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=progress)
+            return path
+        except RuntimeError as e:
+            if 'invalid hash value' not in str(e):
+                raise
+            raise DownloadError(f'SHA-256 mismatch for {url}: {e}. The download is corrupt or not the published '
+                                f'file; nothing was kept.', f'SHA-256 mismatch for {url}') from e
         except (URLError, OSError) as e:
             problem = f'could not download {url} ({e})'
             raise DownloadError(
@@ -107,6 +113,38 @@ def ensure_pretrained_cached(
     if cfg.get('file') or cfg.get('state_dict') or not cfg.get('url'):
         return None
     return cached_download(cfg['url'], cache_dir=cache_dir)
+
+
+def load_weights_file(path: Union[str, Path], use_ema: bool = True) -> Dict[str, torch.Tensor]:
+    """Model weights from a ``.pth`` / ``.safetensors`` file, as timm reads them.
+
+    A bare state dict, or one wrapped under 'state_dict_ema' / 'model_ema' (preferred with ``use_ema``) /
+    'state_dict' / 'model'; DistributedDataParallel and torch.compile prefixes are removed
+    (``timm.models.clean_state_dict``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: unreadable, or not a state dict (the error says what the file holds).
+    """
+    from timm.models import clean_state_dict
+
+    from .state_dict import unwrap_state_dict
+
+    path = Path(path)
+    if path.suffix == '.safetensors':
+        if not path.is_file():
+            raise FileNotFoundError(f'Checkpoint not found: {path}')
+        try:
+            from safetensors.torch import load_file
+            return clean_state_dict(load_file(str(path)))
+        except Exception as e:  # safetensors raises its own error types for broken files
+            raise CheckpointError(f'Cannot read checkpoint {path}: not a valid safetensors file ({e})') from e
+    state_dict = unwrap_state_dict(load_checkpoint_file(path), use_ema)
+    not_tensors = sorted(str(k) for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+    if not state_dict or not_tensors:
+        held = f'entries {not_tensors[:6]} that are not tensors' if not_tensors else 'an empty dict'
+        raise CheckpointError(f'Checkpoint {path} is not a model state dict: it holds {held}')
+    return state_dict
 
 
 def load_checkpoint_file(path: Union[str, Path]) -> Dict[str, Any]:

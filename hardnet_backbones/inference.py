@@ -8,9 +8,8 @@ import torch
 import torch.nn as nn
 from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 
-from .hub import load_checkpoint_file
+from .hub import load_weights_file
 from .image_io import read_image
-from .state_dict import unwrap_state_dict
 
 __all__ = ['Prediction', 'create_classifier_model', 'classify_images']
 
@@ -56,7 +55,7 @@ def create_classifier_model(
                 f'Pass a local checkpoint with --checkpoint PATH; a model with random weights '
                 f'would give meaningless predictions.') from e
     else:
-        state_dict = unwrap_state_dict(load_checkpoint_file(checkpoint))
+        state_dict = load_weights_file(checkpoint)
         num_classes = _num_classes_in(state_dict) or 1000
         model = timm.create_model(
             model_name, pretrained=True, num_classes=num_classes,

@@ -7,12 +7,32 @@ Module and parameter names inside these blocks match the published checkpoints
 from typing import List, Type
 
 import torch
+import torch.fx
 import torch.nn as nn
+from timm.layers import register_notrace_function
 
 __all__ = [
-    'ConvLayer', 'DWConvLayer', 'CombConvLayer', 'HarmonicBlock',
-    'harmonic_links', 'harmonic_layer_widths', 'default_init',
+    'ConvLayer', 'StemConvLayer', 'DWConvLayer', 'CombConvLayer', 'HarmonicBlock',
+    'harmonic_links', 'harmonic_layer_widths', 'default_init', 'check_image_input',
 ]
+
+
+@torch.fx.wrap
+def check_image_input(x: torch.Tensor, in_chans: int, min_size: int, what: str) -> torch.Tensor:
+    """Raise ``ValueError`` unless ``x`` is ``(B, in_chans, H, W)`` with ``H, W >= min_size``; returns ``x``.
+
+    A leaf for torch.fx (``torch.fx.wrap`` here, timm's ``register_notrace_function`` below): symbolic
+    tracing records the call instead of branching on the traced shape, so FX feature extraction works.
+    """
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(f'{what} expects input of shape (B, {in_chans}, H, W), got {list(x.shape)}')
+    if x.shape[2] < min_size or x.shape[3] < min_size:
+        raise ValueError(f'Input {x.shape[2]}x{x.shape[3]} is too small: {what} needs at least '
+                         f'{min_size}x{min_size} pixels')
+    return x
+
+
+register_notrace_function(check_image_input)
 
 
 class ConvLayer(nn.Sequential):
@@ -36,6 +56,24 @@ class ConvLayer(nn.Sequential):
             in_chs, out_chs, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False, **dd))
         self.add_module('norm', nn.BatchNorm2d(out_chs, **dd))
         self.add_module('relu', act_layer(inplace=True))
+
+
+class StemConvLayer(ConvLayer):
+    """The first ConvLayer of a network: checks the input (channels, rank, minimum size) before convolving.
+
+    Same modules and parameter names as ``ConvLayer``, so checkpoints load unchanged; every entry point
+    (classifier, ``features_only``, detection and segmentation backbones) passes through it.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, *,
+                 min_input_size: int = 32, what: str = 'HarDNet', **kwargs):
+        super().__init__(in_chs, out_chs, kernel_size, stride, **kwargs)
+        self.min_input_size = min_input_size
+        self.what = what
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_image_input(x, self.conv.in_channels, self.min_input_size, self.what)
+        return self.relu(self.norm(self.conv(x)))
 
 
 class DWConvLayer(nn.Sequential):

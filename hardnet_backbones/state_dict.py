@@ -4,6 +4,7 @@ from typing import Any, Dict, Iterable, List, Sequence
 
 import torch
 import torch.nn as nn
+from timm.models import clean_state_dict
 
 from .errors import CheckpointError
 
@@ -16,14 +17,15 @@ def preview_keys(keys: Sequence[str], limit: int = 8) -> str:
     return shown + (f' ... ({len(keys)} in all)' if len(keys) > limit else '')
 
 
-def unwrap_state_dict(checkpoint: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """The tensors of a checkpoint: unwraps 'state_dict_ema' / 'model_ema' / 'state_dict' / 'model' entries
-    and strips a DistributedDataParallel ``module.`` prefix."""
-    for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):
+def unwrap_state_dict(checkpoint: Dict[str, Any], use_ema: bool = True) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint: unwraps 'state_dict_ema' / 'model_ema' (with ``use_ema``) / 'state_dict' /
+    'model' entries as timm does, and strips DistributedDataParallel / torch.compile prefixes
+    (``timm.models.clean_state_dict``)."""
+    for key in (('state_dict_ema', 'model_ema') if use_ema else ()) + ('state_dict', 'model'):
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in checkpoint.items()}
+    return clean_state_dict(checkpoint)
 
 
 def remap_by_position(

@@ -66,7 +66,7 @@ def test_fchardnet70_trains_at_small_non_square_size():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
-    with pytest.raises(ValueError, match='H, W >= 32'):
+    with pytest.raises(ValueError, match='Input 16x64 is too small: FC-HarDNet needs at least 32x32'):
         model(torch.rand(1, 3, 16, 64))
 
 

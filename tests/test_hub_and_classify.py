@@ -98,3 +98,29 @@ def test_classify_tool_reports_corrupt_checkpoint(tmp_path, image_file, caplog):
 def _no_network(*args, **kwargs):
     from urllib.error import URLError
     raise URLError('network disabled in tests')
+
+
+def test_weight_files_load_through_timm_helpers_and_bad_files_say_what_they_hold(tmp_path):
+    from safetensors.torch import save_file
+
+    from hardnet_backbones.errors import CheckpointError
+    torch.manual_seed(0)
+    reference = RefHarDNet('hardnet39ds').eval().state_dict()
+    published = {k: v for k, v in reference.items() if not k.endswith('num_batches_tracked')}
+    save_file(published, str(tmp_path / 'hardnet39ds.safetensors'))
+    torch.save({'state_dict': {f'module.{k}': v for k, v in published.items()}}, tmp_path / 'wrapped.pth')
+    for file in ('hardnet39ds.safetensors', 'wrapped.pth'):
+        model = timm.create_model('hardnet39ds', pretrained=True,
+                                  pretrained_cfg_overlay=dict(file=str(tmp_path / file)))
+        assert torch.equal(model.classifier.weight, reference['base.14.3.weight']), file
+
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    torch.save([torch.zeros(2)], tmp_path / 'list.pth')
+    torch.save({'epoch': 3, 'note': 'hello'}, tmp_path / 'meta.pth')
+    (tmp_path / 'broken.safetensors').write_bytes(b'not a safetensors file')
+    for file, message in [('empty.pth', r'Cannot read checkpoint .*empty.pth: it is truncated, corrupt'),
+                          ('list.pth', r'list.pth holds a list, expected a dict of tensors'),
+                          ('meta.pth', r"meta.pth is not a model state dict: it holds entries \['epoch', 'note'\]"),
+                          ('broken.safetensors', 'not a valid safetensors file')]:
+        with pytest.raises(CheckpointError, match=message):
+            timm.create_model('hardnet39ds', pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / file)))
