@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from .hub import load_weights_file
 from .layers import ConvLayer, HarmonicBlock, check_image_input, default_init
+from .state_dict import match_state_dict, remap_by_position, unwrap_state_dict
 
 torch.fx.wrap('check_image_input')  # a leaf for symbolic tracing here too
-from .state_dict import match_state_dict, remap_by_position, unwrap_state_dict
 
 __all__ = ['FCHarDNet', 'fchardnet70', 'fchardnet_checkpoint_filter', 'FCHARDNET70_CFG']
 

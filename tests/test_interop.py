@@ -148,3 +148,14 @@ def test_models_work_without_the_training_packages():
     import sys
     proc = subprocess.run([sys.executable, '-c', WITHOUT_TRAINING_STACK], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == 'ok', proc.stderr[-3000:]
+
+
+def test_fchardnet_traces_with_its_input_check():
+    torch.manual_seed(0)
+    model = create_segmentation_model('fchardnet70', num_classes=3).eval()
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x)['out'], model(x)['out'])
+    with pytest.raises(ValueError, match='FC-HarDNet needs at least 32x32'):
+        traced(torch.randn(1, 3, 16, 16))
