@@ -8,4 +8,13 @@ from .hub import cached_download, load_checkpoint_file
 
 __version__ = '0.1.0'
 
-__all__ = ['HarDNet', 'HarDNetCfg', 'checkpoint_filter_fn', 'model_cfgs', 'cached_download', 'load_checkpoint_file']
+__all__ = ['HarDNet', 'HarDNetCfg', 'checkpoint_filter_fn', 'model_cfgs', 'cached_download', 'load_checkpoint_file',
+           'load_trained_model', 'TrainedModel']
+
+
+def __getattr__(name: str):
+    """``load_trained_model`` / ``TrainedModel`` on first use: the timm models alone import nothing more."""
+    if name in ('load_trained_model', 'TrainedModel'):
+        from . import tasks
+        return getattr(tasks, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -6,10 +6,13 @@ from typing import List, Optional, Sequence, Union
 import timm
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 
+from .errors import ConfigError, DownloadError
 from .hub import load_weights_file
 from .image_io import read_image
+from .predict import batched
 
 __all__ = ['Prediction', 'create_classifier_model', 'classify_images']
 
@@ -43,17 +46,18 @@ def create_classifier_model(
         device: where to put the model.
 
     Raises:
-        RuntimeError: no weights could be obtained (offline without ``checkpoint``), or the
-            checkpoint is unreadable or does not fit the model.
+        ConfigError: unknown model. DownloadError: no weights could be obtained (offline without
+            ``checkpoint``). CheckpointError: the checkpoint is unreadable or does not fit the model.
     """
+    if not timm.is_model(model_name):
+        raise ConfigError(f'unknown timm model {model_name!r} (HarDNet: {", ".join(timm.list_models("hardnet*"))})')
     if checkpoint is None:
         try:
             model = timm.create_model(model_name, pretrained=True)
-        except RuntimeError as e:
-            raise RuntimeError(
-                f'{model_name} has no weights available here: {e}\n'
-                f'Pass a local checkpoint with --checkpoint PATH; a model with random weights '
-                f'would give meaningless predictions.') from e
+        except DownloadError as e:
+            raise DownloadError(
+                f'{model_name} has no weights available here ({e.problem}); pass a local checkpoint with '
+                f'--checkpoint PATH: a model with random weights would give meaningless predictions', e.problem) from e
     else:
         state_dict = load_weights_file(checkpoint)
         num_classes = _num_classes_in(state_dict) or 1000
@@ -69,6 +73,8 @@ def classify_images(
         paths: Sequence[Union[str, Path]],
         topk: int = 5,
         class_names: Optional[Sequence[str]] = None,
+        batch_size: int = 8,
+        progress: bool = False,
 ) -> List[List[Prediction]]:
     """Top-k predictions for each image file, preprocessed with the model's timm data config.
 
@@ -77,6 +83,8 @@ def classify_images(
         paths: image files.
         topk: number of classes per image.
         class_names: names by class index; ImageNet-1k names for 1000-class models by default.
+        batch_size: images per forward pass.
+        progress: show a progress bar.
     """
     device = next(model.parameters()).device
     transform = create_transform(**resolve_model_data_config(model), is_training=False)
@@ -85,10 +93,12 @@ def classify_images(
         info = ImageNetInfo() if num_classes == 1000 else None
         class_names = [info.index_to_description(i) if info else f'class {i}' for i in range(num_classes)]
     results = []
-    for path in paths:
-        batch = transform(read_image(path)).unsqueeze(0).to(device)
-        probs = model(batch).softmax(-1)[0]
-        values, indices = probs.topk(min(topk, num_classes))
-        results.append([
-            Prediction(int(i), class_names[int(i)], float(p)) for p, i in zip(values.tolist(), indices.tolist())])
+    with tqdm(total=len(paths), desc='classify', unit='image', disable=not progress) as bar:
+        for chunk in batched(list(paths), batch_size):
+            batch = torch.stack([transform(read_image(path)) for path in chunk]).to(device)
+            for probs in model(batch).softmax(-1):
+                values, indices = probs.topk(min(topk, num_classes))
+                results.append([Prediction(int(i), class_names[int(i)], float(p))
+                                for p, i in zip(values.tolist(), indices.tolist())])
+            bar.update(len(chunk))
     return results

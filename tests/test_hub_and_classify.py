@@ -124,3 +124,24 @@ def test_weight_files_load_through_timm_helpers_and_bad_files_say_what_they_hold
                           ('broken.safetensors', 'not a valid safetensors file')]:
         with pytest.raises(CheckpointError, match=message):
             timm.create_model('hardnet39ds', pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / file)))
+
+
+def test_classify_tool_takes_folders_and_globs_in_batches(tmp_path):
+    checkpoint, _ = _published_file(tmp_path)
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i, size in enumerate([(90, 140), (64, 64), (120, 80)]):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(photos / f'p{i}.jpg')
+    (photos / 'readme.txt').write_text('not an image')  # folders yield their images only
+    batched_out, single_out = tmp_path / 'batched.json', tmp_path / 'single.json'
+    assert classify.main([str(photos), '--model', 'hardnet39ds', '--checkpoint', str(checkpoint),
+                          '--batch-size', '2', '--output', str(batched_out)]) == 0
+    assert classify.main([str(photos / 'p*.jpg'), '--model', 'hardnet39ds', '--checkpoint', str(checkpoint),
+                          '--batch-size', '1', '--output', str(single_out)]) == 0
+    batched, single = json.loads(batched_out.read_text()), json.loads(single_out.read_text())
+    assert list(batched) == [str(photos / f'p{i}.jpg') for i in range(3)] == list(single)
+    for path in batched:
+        assert [p['index'] for p in batched[path]] == [p['index'] for p in single[path]]
+        expected = [p['probability'] for p in single[path]]
+        assert [p['probability'] for p in batched[path]] == pytest.approx(expected, abs=1e-5)

@@ -32,7 +32,7 @@ def main() -> int:
     overrides = ['--set', f'data.root={data}', '--set', f'output_dir={out}']
     if args.epochs:
         overrides += ['--set', f'train.epochs={args.epochs}']
-    if train.main([str(CONFIG), *overrides]) != 0:
+    if train.main([str(CONFIG), *overrides, '--overwrite']) != 0:  # a new demo replaces the last one
         return 1
     if evaluate.main([str(CONFIG), *overrides, '--checkpoint', str(out / 'best.pth'),
                       '--output', str(out / 'eval_best.json')]) != 0:

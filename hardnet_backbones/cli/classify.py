@@ -9,6 +9,8 @@ from typing import List, Optional
 import torch
 
 from ..inference import classify_images, create_classifier_model
+from ..predict import expand_image_paths
+from .common import USER_ERRORS, positive_int, report_user_error
 
 _logger = logging.getLogger('hardnet.classify')
 
@@ -16,7 +18,8 @@ _logger = logging.getLogger('hardnet.classify')
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description='Print the top-k ImageNet classes of each image, using the model\'s timm preprocessing.')
-    parser.add_argument('images', nargs='+', help='image files (any format PIL reads)')
+    parser.add_argument('images', nargs='+',
+                        help='image files, folders (their images) or glob patterns such as "photos/**/*.jpg"')
     parser.add_argument('--model', default='hardnet68',
                         help='timm model name, e.g. hardnet39ds, hardnet68ds, hardnet68, hardnet85 '
                              '(default: %(default)s)')
@@ -26,6 +29,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
     parser.add_argument('--topk', type=int, default=5, help='classes to show per image (default: %(default)s)')
+    parser.add_argument('--batch-size', type=positive_int, default=8,
+                        help='images per forward pass (default: %(default)s)')
     parser.add_argument('--output', default=None, help='also write the predictions as JSON to this file')
     return parser
 
@@ -34,18 +39,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
+        paths = expand_image_paths(args.images)
         model = create_classifier_model(args.model, args.checkpoint, args.device)
-        results = classify_images(model, args.images, topk=args.topk)
-    except (RuntimeError, ValueError, FileNotFoundError, KeyError) as e:
-        _logger.error('%s', e)
-        return 2
-    for path, predictions in zip(args.images, results):
+        results = classify_images(model, paths, topk=args.topk, batch_size=args.batch_size, progress=True)
+    except USER_ERRORS as e:
+        return report_user_error(_logger, e)
+    for path, predictions in zip(paths, results):
         print(path)
         for rank, p in enumerate(predictions, 1):
             print(f'  {rank}. {p.probability:6.2%}  {p.name}  (class {p.index})')
     if args.output:
         with open(args.output, 'w') as f:
-            json.dump({path: [asdict(p) for p in preds] for path, preds in zip(args.images, results)}, f, indent=2)
+            json.dump({str(path): [asdict(p) for p in preds] for path, preds in zip(paths, results)}, f, indent=2)
     return 0
 
 

@@ -25,3 +25,11 @@ def report_user_error(logger: logging.Logger, error: BaseException) -> int:
         logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')
     logger.error('%s', user_message(error))
     return 2
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value

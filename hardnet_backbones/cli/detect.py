@@ -1,31 +1,38 @@
-"""Draw a trained detector's boxes on images (PNG files)."""
+"""Run a trained detector on images: boxes drawn on each image, detections as JSON and COCO results."""
 import argparse
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
+from tqdm import tqdm
 
+from ..engine.checkpoint import write_text_atomic
 from ..image_io import read_image_array
-from ..errors import CheckpointError
+from ..predict import batched, expand_image_paths
 from ..tasks import load_trained_model
 from ..visualize import draw_detections
-from .common import USER_ERRORS, report_user_error
+from .common import USER_ERRORS, positive_int, report_user_error
 
 _logger = logging.getLogger('hardnet.detect')
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description='Run a detector trained with tools/train.py on images and save them with boxes, '
-                    'class names and scores drawn (<out-dir>/<image name>.png, plus detections.json).')
-    parser.add_argument('images', nargs='+', help='image files')
+        description='Run a detector trained with tools/train.py on images. Writes <out-dir>/<image name>.png '
+                    '(boxes, class names, scores drawn), detections.json (per image: box, label, score), '
+                    'detections_coco.json (COCO results with the dataset\'s category ids, for pycocotools '
+                    'loadRes) and images.json (the image ids used there).')
+    parser.add_argument('images', nargs='+',
+                        help='image files, folders (their images) or glob patterns such as "photos/**/*.jpg"')
     parser.add_argument('--checkpoint', required=True, help='training checkpoint (best.pth / last.pth)')
     parser.add_argument('--out-dir', default='runs/detect', help='output folder (default: %(default)s)')
     parser.add_argument('--score-threshold', type=float, default=0.3,
-                        help='draw boxes scoring at least this (default: %(default)s)')
+                        help='keep and draw boxes scoring at least this (default: %(default)s)')
+    parser.add_argument('--batch-size', type=positive_int, default=4,
+                        help='images per forward pass (default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
     return parser
@@ -35,27 +42,37 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        model, cfg, class_names = load_trained_model(args.checkpoint, args.device)
-        if cfg.task != 'detection':
-            raise CheckpointError(f'{args.checkpoint} holds a {cfg.task} model, not a detector')
-        report = {}
-        for path in args.images:
-            image = torch.from_numpy(read_image_array(path).copy()).permute(2, 0, 1).float().div(255)
-            pred = model([image.to(args.device)])[0]
-            keep = pred['scores'] >= args.score_threshold
-            picture = draw_detections(image, pred['boxes'], pred['labels'], pred['scores'], class_names,
-                                      args.score_threshold)
-            target = out_dir / f'{Path(path).stem}.png'
-            picture.save(target)
-            report[path] = [dict(box=b, label=class_names[int(lbl) - 1], score=s) for b, lbl, s in zip(
-                pred['boxes'][keep].tolist(), pred['labels'][keep].tolist(), pred['scores'][keep].tolist())]
-            _logger.info('%s: %d detections -> %s', path, int(keep.sum()), target)
+        paths = expand_image_paths(args.images)
+        trained = load_trained_model(args.checkpoint, args.device, task='detection')
+        out_dir = Path(args.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report: Dict[str, List[Dict[str, Any]]] = {}
+        coco_results: List[Dict[str, Any]] = []
+        images = []
+        with tqdm(total=len(paths), desc='detect', unit='image') as bar:
+            for chunk in batched(paths, args.batch_size):
+                tensors = [trained.preprocess(read_image_array(p)) for p in chunk]
+                outputs = trained.model([t.to(trained.device) for t in tensors])
+                for path, image, pred in zip(chunk, tensors, outputs):
+                    image_id = len(images) + 1
+                    images.append(dict(id=image_id, file_name=str(path), width=image.shape[2], height=image.shape[1]))
+                    keep = pred['scores'] >= args.score_threshold
+                    boxes, labels, scores = (pred[k][keep].cpu() for k in ('boxes', 'labels', 'scores'))
+                    draw_detections(image, boxes, labels, scores, trained.class_names, args.score_threshold).save(
+                        out_dir / f'{path.stem}.png')
+                    report[str(path)] = [dict(box=b, label=trained.class_names[int(lbl) - 1], score=s) for b, lbl, s
+                                         in zip(boxes.tolist(), labels.tolist(), scores.tolist())]
+                    for (x1, y1, x2, y2), label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
+                        coco_results.append(dict(image_id=image_id, category_id=trained.category_ids[int(label)],
+                                                 bbox=[x1, y1, x2 - x1, y2 - y1], score=score))
+                    bar.update(1)
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
-    (out_dir / 'detections.json').write_text(json.dumps(report, indent=2))
+    write_text_atomic(out_dir / 'detections.json', json.dumps(report, indent=2))
+    write_text_atomic(out_dir / 'detections_coco.json', json.dumps(coco_results))
+    write_text_atomic(out_dir / 'images.json', json.dumps(images, indent=2))
+    _logger.info('%d images, %d detections >= %.2f -> %s', len(paths), len(coco_results), args.score_threshold, out_dir)
     return 0
 
 

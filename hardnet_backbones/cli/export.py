@@ -46,8 +46,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def _build(args):
     """(model, kind, name) from the arguments."""
     if args.checkpoint and args.model not in timm.list_models('hardnet*'):
-        model, cfg, _ = load_trained_model(args.checkpoint)
-        return model, cfg.task, cfg.model.name
+        trained = load_trained_model(args.checkpoint)
+        return trained.model, trained.task, trained.config.model.name
     if args.model is None:
         raise ValueError('give --model (or a training --checkpoint)')
     if args.model in DETECTION_MODELS:

@@ -160,7 +160,8 @@ class _Run:
             model_ema=self.ema.module.state_dict() if self.ema is not None else None,
             epoch=epoch, history=self.history, best=self.best, last_metrics=self.last_metrics,
             rng=capture_rng_state(), config=config_to_dict(self.cfg), config_changes=self.config_changes,
-            class_names=list(self.train_set.class_names))
+            class_names=list(self.train_set.class_names),
+            category_ids=dict(getattr(self.train_set, 'label_to_cat_id', {})))
 
     def load_state(self, checkpoint: Dict[str, Any], path: Path) -> None:
         """Continue from a checkpoint of this run (already checked against the config)."""

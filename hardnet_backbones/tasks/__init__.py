@@ -1,17 +1,21 @@
 """The built-in tasks (detection, segmentation), the one model builder for a config, and trained-model loading."""
 import difflib
 import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Union
 
+import numpy as np
 import torch
+from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..engine.config import Config, DataConfig, config_from_dict
 from ..engine.task import Task, register_task
 from ..errors import ConfigError, DownloadError
 from ..state_dict import match_state_dict
 
-__all__ = ['build_model_from_config', 'check_model_config', 'load_trained_model', 'data_roots']
+__all__ = ['TrainedModel', 'build_model_from_config', 'check_model_config', 'load_trained_model', 'data_roots']
 
 
 def data_roots(data: DataConfig, train: bool) -> List[Path]:
@@ -105,26 +109,75 @@ def build_model_from_config(
     return model
 
 
+@dataclass
+class TrainedModel:
+    """A model trained by ``tools/train.py``, ready for inference (see :func:`load_trained_model`).
+
+    Attributes:
+        model: in eval mode, on the requested device.
+        task: ``'detection'`` or ``'segmentation'``.
+        class_names: detection: the object classes (label ``i`` is ``class_names[i - 1]``, 0 is the
+            background); segmentation: every class, index order.
+        config: the run's config.
+        category_ids: detection label -> the dataset's category id (COCO results use these).
+    """
+    model: torch.nn.Module
+    task: str
+    class_names: List[str]
+    config: Config
+    category_ids: Dict[int, int] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def preprocess(self, image: Union[np.ndarray, Image.Image]) -> torch.Tensor:
+        """An RGB image (HWC uint8 array or PIL) -> the ``(3, H, W)`` float tensor the model takes:
+        values in [0, 1] for detectors (they normalise inside), ImageNet-normalised for segmenters."""
+        array = np.asarray(image)
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise ValueError(f'expected an RGB uint8 image (H, W, 3), got {array.dtype} {array.shape}')
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255)
+        if self.task == 'segmentation':
+            mean = torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None]
+            std = torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
+            tensor = (tensor - mean) / std
+        return tensor
+
+
 def load_trained_model(
         checkpoint: Union[str, Path],
         device: Union[str, torch.device] = 'cpu',
-) -> Tuple[torch.nn.Module, Config, List[str]]:
-    """Rebuild a model trained by ``tools/train.py`` from its checkpoint alone (eval mode).
+        task: Optional[str] = None,
+) -> TrainedModel:
+    """Rebuild a model trained by ``tools/train.py`` from its checkpoint alone (eval mode, no gradients, EMA
+    weights when the run kept them); nothing is downloaded.
 
-    Returns the model (EMA weights when the run kept them), the run's config and its class names
-    (detection: without the background; segmentation: every class). Nothing is downloaded.
+    Args:
+        checkpoint: ``best.pth`` / ``last.pth`` of a run.
+        device: where to put the model.
+        task: when given, a checkpoint of another task is refused.
+
+    Raises:
+        FileNotFoundError, CheckpointError: missing, unreadable, not ours, or of another task.
     """
     from ..engine.checkpoint import load_training_checkpoint, model_weights
     from ..errors import CheckpointError
 
     state = load_training_checkpoint(checkpoint)
     cfg = config_from_dict(state['config'])
+    if task is not None and cfg.task != task:
+        raise CheckpointError(f'{checkpoint} holds a {cfg.task} model ({cfg.model.name}), not a {task} model')
     class_names = list(state.get('class_names') or [])
     if not class_names:
         raise CheckpointError(f'{checkpoint} has no class names; it was not written by tools/train.py')
     num_classes = len(class_names) + 1 if cfg.task == 'detection' else len(class_names)
     model = build_model_from_config(cfg, num_classes, model_weights(state))
-    return model.to(device).eval(), cfg, class_names
+    category_ids = {int(k): int(v) for k, v in (state.get('category_ids') or {}).items()}
+    if cfg.task == 'detection' and not category_ids:
+        category_ids = {label: label for label in range(1, num_classes)}
+    model = model.to(device).eval().requires_grad_(False)  # for inference; call requires_grad_() to fine-tune
+    return TrainedModel(model, cfg.task, class_names, cfg, category_ids)
 
 
 def _detection_task(cfg: Config) -> Task:

@@ -4,6 +4,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader
 
 from ..data.segmentation import cityscapes_segmentation, folder_segmentation, voc_segmentation
@@ -19,8 +20,7 @@ from ..visualize import color_palette, mask_to_png, overlay_segmentation
 from . import build_model_from_config, check_model_config, data_roots
 
 # ImageNet statistics: every backbone here was (or will be) pre-trained with them
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+_MEAN, _STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
 class SegmentationTask(Task):

@@ -1,0 +1,82 @@
+"""Run a trained segmentation model on images: class-index masks, colour overlays, per-class shares."""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from tqdm import tqdm
+
+from ..engine.checkpoint import write_atomic, write_text_atomic
+from ..image_io import read_image_array
+from ..predict import SEGMENT_MODES, expand_image_paths, segment_logits
+from ..tasks import load_trained_model
+from ..visualize import color_palette, mask_to_png, overlay_segmentation
+from .common import USER_ERRORS, positive_int, report_user_error
+
+_logger = logging.getLogger('hardnet.segment')
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Run a segmentation model trained with tools/train.py (FCN, DeepLabV3, LR-ASPP, FC-HarDNet-70) '
+                    'on images. Writes <out-dir>/<name>.png: the class of every pixel as a palette PNG (pixel '
+                    'values are class indices, colours the dataset\'s palette), and <name>_overlay.png: the '
+                    'classes blended over the image.')
+    parser.add_argument('images', nargs='+',
+                        help='image files, folders (their images) or glob patterns such as "photos/**/*.jpg"')
+    parser.add_argument('--checkpoint', required=True, help='training checkpoint (best.pth / last.pth)')
+    parser.add_argument('--out-dir', default='runs/segment', help='output folder (default: %(default)s)')
+    parser.add_argument('--mode', choices=SEGMENT_MODES, default='whole',
+                        help='whole: each image at its own size in one pass (the models are fully convolutional); '
+                             'slide: average over windows of the training crop size (data.crop_size) overlapping '
+                             'by a third, for images far larger than the training crops (default: %(default)s)')
+    parser.add_argument('--window', type=positive_int, nargs=2, default=None, metavar=('H', 'W'),
+                        help='window of --mode slide (default: the run\'s data.crop_size)')
+    parser.add_argument('--batch-size', type=positive_int, default=4,
+                        help='windows per forward pass in --mode slide (default: %(default)s)')
+    parser.add_argument('--output-json', default=None,
+                        help='also write, per image, its size, the mode and the share of pixels of every class')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='torch device (default: %(default)s)')
+    return parser
+
+
+@torch.inference_mode()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        paths = expand_image_paths(args.images)
+        trained = load_trained_model(args.checkpoint, args.device, task='segmentation')
+        window = tuple(args.window or trained.config.data.crop_size)
+        palette = color_palette(trained.class_names)
+        ignore = trained.config.data.ignore_index
+        out_dir = Path(args.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report: Dict[str, Any] = {}
+        for path in tqdm(paths, desc='segment', unit='image'):
+            raw = read_image_array(path)
+            logits = segment_logits(trained.model, trained.preprocess(raw).to(trained.device), args.mode, window,
+                                    args.batch_size)
+            classes = logits.argmax(0).cpu()
+            write_atomic(out_dir / f'{path.stem}.png', lambda f: mask_to_png(classes, palette).save(f, format='PNG'))
+            overlay = overlay_segmentation(raw, classes, trained.class_names, ignore_index=ignore)
+            write_atomic(out_dir / f'{path.stem}_overlay.png', lambda f: overlay.save(f, format='PNG'))
+            counts = torch.bincount(classes.flatten(), minlength=len(trained.class_names)).double()
+            report[str(path)] = dict(width=raw.shape[1], height=raw.shape[0], mode=args.mode,
+                                     class_shares={n: float(c) for n, c in zip(trained.class_names,
+                                                                               counts / counts.sum())})
+    except USER_ERRORS as e:
+        return report_user_error(_logger, e)
+    if args.output_json:
+        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.output_json, json.dumps(report, indent=2))
+    _logger.info('%d images (%s mode) -> %s', len(paths), args.mode, out_dir)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
