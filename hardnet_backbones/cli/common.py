@@ -1,6 +1,9 @@
 """Argument and error helpers shared by the tools."""
 import argparse
 import logging
+from pathlib import Path
+
+import torch
 
 from ..engine.config import Config, list_keys
 from ..errors import HardnetError, user_message
@@ -33,3 +36,25 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
     return value
+
+
+def add_prediction_args(parser: argparse.ArgumentParser, default_out_dir: str) -> None:
+    """The inputs, checkpoint, output folder and device of the tools that run a trained model."""
+    parser.add_argument('images', nargs='+',
+                        help='image files, folders (their images) or glob patterns such as "photos/**/*.jpg"')
+    parser.add_argument('--checkpoint', required=True, help='training checkpoint (best.pth / last.pth)')
+    parser.add_argument('--out-dir', default=default_out_dir, help='output folder (default: %(default)s)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='torch device (default: %(default)s)')
+
+
+def prepare_prediction(args: argparse.Namespace, task: str):
+    """``(image paths, TrainedModel, output folder)`` from the arguments of :func:`add_prediction_args`."""
+    from ..predict import expand_image_paths
+    from ..tasks import load_trained_model
+
+    paths = expand_image_paths(args.images)
+    trained = load_trained_model(args.checkpoint, args.device, task=task)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return paths, trained, out_dir

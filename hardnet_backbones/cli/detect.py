@@ -3,7 +3,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -11,10 +10,9 @@ from tqdm import tqdm
 
 from ..engine.checkpoint import write_text_atomic
 from ..image_io import read_image_array
-from ..predict import batched, expand_image_paths
-from ..tasks import load_trained_model
+from ..predict import batched
 from ..visualize import draw_detections
-from .common import USER_ERRORS, positive_int, report_user_error
+from .common import USER_ERRORS, add_prediction_args, positive_int, prepare_prediction, report_user_error
 
 _logger = logging.getLogger('hardnet.detect')
 
@@ -25,16 +23,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                     '(boxes, class names, scores drawn), detections.json (per image: box, label, score), '
                     'detections_coco.json (COCO results with the dataset\'s category ids, for pycocotools '
                     'loadRes) and images.json (the image ids used there).')
-    parser.add_argument('images', nargs='+',
-                        help='image files, folders (their images) or glob patterns such as "photos/**/*.jpg"')
-    parser.add_argument('--checkpoint', required=True, help='training checkpoint (best.pth / last.pth)')
-    parser.add_argument('--out-dir', default='runs/detect', help='output folder (default: %(default)s)')
+    add_prediction_args(parser, 'runs/detect')
     parser.add_argument('--score-threshold', type=float, default=0.3,
                         help='keep and draw boxes scoring at least this (default: %(default)s)')
     parser.add_argument('--batch-size', type=positive_int, default=4,
                         help='images per forward pass (default: %(default)s)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                        help='torch device (default: %(default)s)')
     return parser
 
 
@@ -43,10 +36,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
-        paths = expand_image_paths(args.images)
-        trained = load_trained_model(args.checkpoint, args.device, task='detection')
-        out_dir = Path(args.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        paths, trained, out_dir = prepare_prediction(args, 'detection')
         report: Dict[str, List[Dict[str, Any]]] = {}
         coco_results: List[Dict[str, Any]] = []
         images = []

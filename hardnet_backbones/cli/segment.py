@@ -11,10 +11,9 @@ from tqdm import tqdm
 
 from ..engine.checkpoint import write_atomic, write_text_atomic
 from ..image_io import read_image_array
-from ..predict import SEGMENT_MODES, expand_image_paths, segment_logits
-from ..tasks import load_trained_model
+from ..predict import SEGMENT_MODES, segment_logits
 from ..visualize import color_palette, mask_to_png, overlay_segmentation
-from .common import USER_ERRORS, positive_int, report_user_error
+from .common import USER_ERRORS, add_prediction_args, positive_int, prepare_prediction, report_user_error
 
 _logger = logging.getLogger('hardnet.segment')
 
@@ -25,10 +24,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                     'on images. Writes <out-dir>/<name>.png: the class of every pixel as a palette PNG (pixel '
                     'values are class indices, colours the dataset\'s palette), and <name>_overlay.png: the '
                     'classes blended over the image.')
-    parser.add_argument('images', nargs='+',
-                        help='image files, folders (their images) or glob patterns such as "photos/**/*.jpg"')
-    parser.add_argument('--checkpoint', required=True, help='training checkpoint (best.pth / last.pth)')
-    parser.add_argument('--out-dir', default='runs/segment', help='output folder (default: %(default)s)')
+    add_prediction_args(parser, 'runs/segment')
     parser.add_argument('--mode', choices=SEGMENT_MODES, default='whole',
                         help='whole: each image at its own size in one pass (the models are fully convolutional); '
                              'slide: average over windows of the training crop size (data.crop_size) overlapping '
@@ -39,8 +35,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='windows per forward pass in --mode slide (default: %(default)s)')
     parser.add_argument('--output-json', default=None,
                         help='also write, per image, its size, the mode and the share of pixels of every class')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                        help='torch device (default: %(default)s)')
     return parser
 
 
@@ -49,13 +43,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
-        paths = expand_image_paths(args.images)
-        trained = load_trained_model(args.checkpoint, args.device, task='segmentation')
+        paths, trained, out_dir = prepare_prediction(args, 'segmentation')
         window = tuple(args.window or trained.config.data.crop_size)
         palette = color_palette(trained.class_names)
         ignore = trained.config.data.ignore_index
-        out_dir = Path(args.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         report: Dict[str, Any] = {}
         for path in tqdm(paths, desc='segment', unit='image'):
             raw = read_image_array(path)

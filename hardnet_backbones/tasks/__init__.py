@@ -15,7 +15,8 @@ from ..engine.task import Task, register_task
 from ..errors import ConfigError, DownloadError
 from ..state_dict import match_state_dict
 
-__all__ = ['TrainedModel', 'build_model_from_config', 'check_model_config', 'load_trained_model', 'data_roots']
+__all__ = ['BuiltInTask', 'TrainedModel', 'build_model_from_config', 'check_model_config', 'load_trained_model',
+           'data_roots']
 
 
 def data_roots(data: DataConfig, train: bool) -> List[Path]:
@@ -107,6 +108,19 @@ def build_model_from_config(
         what = f'{m.name} with {num_classes} classes ({cfg.task})'
         model.load_state_dict(match_state_dict(dict(state_dict), model, what=what))
     return model
+
+
+class BuiltInTask(Task):
+    """What detection and segmentation share: the model comes from :func:`build_model_from_config`."""
+
+    def check_config(self) -> None:
+        check_model_config(self.cfg)
+
+    def num_classes(self, dataset) -> int:
+        return self.cfg.model.num_classes or dataset.num_classes
+
+    def build_model(self, num_classes: int, state_dict=None) -> torch.nn.Module:
+        return build_model_from_config(self.cfg, num_classes, state_dict)
 
 
 @dataclass

@@ -11,14 +11,13 @@ from ..data.transforms import detection_train_transform
 from ..detection import detection_input_size
 from ..distributed import DistInfo
 from ..engine.checkpoint import write_text_atomic
-from ..engine.task import Task
 from ..errors import ConfigError
 from ..evaluation.detection import evaluate_detection
 from ..visualize import draw_detections
-from . import build_model_from_config, check_model_config, data_roots
+from . import BuiltInTask, data_roots
 
 
-class DetectionTask(Task):
+class DetectionTask(BuiltInTask):
     main_metric = 'mAP'
 
     def build_dataset(self, split: str, train: bool):
@@ -44,15 +43,6 @@ class DetectionTask(Task):
             return VOCDetectionDataset(roots, split, transform, class_names=data.class_names or VOC_CLASSES,
                                        exif_orientation=data.exif_orientation)
         raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')
-
-    def check_config(self) -> None:
-        check_model_config(self.cfg)
-
-    def num_classes(self, dataset) -> int:
-        return self.cfg.model.num_classes or dataset.num_classes
-
-    def build_model(self, num_classes: int, state_dict=None) -> torch.nn.Module:
-        return build_model_from_config(self.cfg, num_classes, state_dict)
 
     def collate(self, batch):
         return collate_detection(batch)

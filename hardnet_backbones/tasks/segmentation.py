@@ -12,18 +12,17 @@ from ..data.shapes import SHAPE_CLASSES
 from ..data.transforms import segmentation_eval_transform, segmentation_train_transform
 from ..distributed import DistInfo
 from ..engine.checkpoint import write_atomic
-from ..engine.task import Task
 from ..errors import ConfigError
 from ..evaluation.segmentation import evaluate_segmentation
 from ..losses import SegmentationLoss
 from ..visualize import color_palette, mask_to_png, overlay_segmentation
-from . import build_model_from_config, check_model_config, data_roots
+from . import BuiltInTask, data_roots
 
 # ImageNet statistics: every backbone here was (or will be) pre-trained with them
 _MEAN, _STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
-class SegmentationTask(Task):
+class SegmentationTask(BuiltInTask):
     main_metric = 'mIoU'
 
     def __init__(self, cfg):
@@ -74,15 +73,6 @@ class SegmentationTask(Task):
         if not num_classes:
             raise ConfigError('data.format=folder needs data.class_names (or model.num_classes)')
         return [f'class_{i}' for i in range(num_classes)]
-
-    def check_config(self) -> None:
-        check_model_config(self.cfg)
-
-    def num_classes(self, dataset) -> int:
-        return self.cfg.model.num_classes or dataset.num_classes
-
-    def build_model(self, num_classes: int, state_dict=None) -> torch.nn.Module:
-        return build_model_from_config(self.cfg, num_classes, state_dict)
 
     def collate(self, batch):
         images, masks = zip(*batch)
