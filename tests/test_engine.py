@@ -56,13 +56,10 @@ def test_config_overrides_and_errors(tmp_path):
 
 @pytest.mark.parametrize('path', sorted((ROOT / 'configs').glob('*/*.yaml')), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
-    from hardnet_backbones.detection import DETECTION_MODELS
-    from hardnet_backbones.segmentation import SEGMENTATION_MODELS
     from hardnet_backbones.engine.config import validate_config
-    from hardnet_backbones.tasks import check_model_config
+    from hardnet_backbones.tasks import check_model_config, model_builders
     cfg = load_config(path)
-    models = DETECTION_MODELS if cfg.task == 'detection' else SEGMENTATION_MODELS
-    assert cfg.model.name in models
+    assert cfg.model.name in model_builders(cfg.task)
     validate_config(cfg)
     check_model_config(cfg)
     assert cfg.data.num_workers >= 2 or 'shapes' not in path.name  # the tests run workers as the configs do

@@ -426,3 +426,31 @@ def test_published_backbone_weights_offline_name_the_config_fix(shapes_root, tmp
     assert message.startswith('model.weights_backbone=DEFAULT: could not download https://')
     assert message.endswith('set model.weights_backbone=PATH') and '\n' not in message
     assert 'pretrained_cfg_overlay' not in message and '--checkpoint' not in message  # not options of this tool
+
+
+@pytest.mark.parametrize('config', ['detection/shapes_ssdlite320_mobilenet_v3_large.yaml',
+                                    'segmentation/shapes_lraspp_mobilenet_v3_large.yaml'])
+def test_torchvision_models_train_by_name_with_the_same_recipe(shapes_root, tmp_path, config):
+    from hardnet_backbones.tasks import load_trained_model
+    out = tmp_path / 'tv'
+    overrides = [f'data.root={shapes_root}', f'output_dir={out}', 'train.epochs=1', 'train.batch_size=2',
+                 'data.num_workers=0', 'train.save_images=0', 'train.eval_every=1']
+    if config.startswith('segmentation'):
+        overrides.append('data.crop_size=[64, 64]')
+    metrics = trainer.train(load_config(ROOT / 'configs' / config, overrides))
+    assert ('mAP' if config.startswith('detection') else 'mIoU') in metrics
+    trained = load_trained_model(out / 'last.pth')
+    assert type(trained.model).__module__.startswith('torchvision.models')
+
+
+def test_torchvision_model_arguments_are_checked(shapes_root, tmp_path, caplog):
+    args = [str(ROOT / 'configs' / 'detection' / 'shapes_ssdlite320_mobilenet_v3_large.yaml'),
+            f'--set=data.root={shapes_root}', f'--set=output_dir={tmp_path / "o"}']
+    assert train_cli.main(args + ['--set=model.kwargs={size: 64}']) == 2
+    assert "takes no argument 'size'" in caplog.text  # torchvision's SSDLite has a fixed size
+    weights = tmp_path / 'backbone.pth'
+    torch.save({}, weights)
+    assert train_cli.main(args + [f'--set=model.weights_backbone={weights}']) == 2
+    assert 'torchvision models take null or DEFAULT' in caplog.text
+    assert train_cli.main(args + ['--set=model.name=torchvision:fasterrcnn_resnet50_fpn']) == 2
+    assert "is not a detection model" in caplog.text

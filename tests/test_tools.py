@@ -123,3 +123,14 @@ def test_tools_reject_bad_input_with_one_line(runs, tmp_path, caplog):
         errors = [r for r in caplog.records if r.levelname == 'ERROR']
         assert len(errors) == 1 and '\n' not in errors[0].getMessage(), caplog.text
         assert re.search(message, errors[0].getMessage()), (message, errors[0].getMessage())
+
+
+@pytest.mark.parametrize('name', ['fcn_hardnet39ds', 'deeplabv3_hardnet68', 'lraspp_hardnet39ds', 'fchardnet70'])
+def test_every_segmentation_builder_runs_whole_and_sliding(name):
+    from hardnet_backbones.segmentation import create_segmentation_model
+    torch.manual_seed(0)
+    model = create_segmentation_model(name, num_classes=3).eval()
+    image = torch.randn(3, 72, 100)
+    whole = segment_logits(model, image, 'whole')
+    slide = segment_logits(model, image, 'slide', window=(64, 64), batch_size=2)
+    assert whole.shape == slide.shape == (3, 72, 100) and torch.isfinite(slide).all()

@@ -1,9 +1,10 @@
 """The built-in tasks (detection, segmentation), the one model builder for a config, and trained-model loading."""
 import difflib
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from ..errors import ConfigError, DownloadError
 from ..state_dict import match_state_dict
 
 __all__ = ['BuiltInTask', 'TrainedModel', 'build_model_from_config', 'check_model_config', 'load_trained_model',
-           'data_roots']
+           'data_roots', 'model_builders', 'detection_input_size', 'TORCHVISION_PREFIX']
 
 
 def data_roots(data: DataConfig, train: bool) -> List[Path]:
@@ -31,21 +32,54 @@ _OWN_KEYS = {'num_classes': 'model.num_classes', 'weights_backbone': 'model.weig
              'trainable_backbone_layers': 'model.trainable_backbone_layers', 'aux_loss': 'model.aux_loss'}
 
 
-def _builder_arguments(task: str, name: str) -> List[str]:
-    """The keyword arguments ``model.kwargs`` may give the builder ``name`` (detectors: SSD's too)."""
-    from torchvision.models.detection.ssd import SSD
+TORCHVISION_PREFIX = 'torchvision:'
+# torchvision builder arguments the engine sets itself: no full-model weights, no download progress bar
+_TORCHVISION_FIXED = ('weights', 'progress')
+
+
+def model_builders(task: str) -> Dict[str, Callable[..., torch.nn.Module]]:
+    """The builders ``model.name`` can name for ``task``: ours, and torchvision's own models as
+    ``torchvision:<name>`` (its SSD / SSDLite detectors and all its segmentation models), so that
+    backbones can be compared with the same data and recipe."""
+    import torchvision.models as tvm
 
     from ..detection import DETECTION_MODELS
     from ..segmentation import SEGMENTATION_MODELS
 
-    models = DETECTION_MODELS if task == 'detection' else SEGMENTATION_MODELS
-    if name not in models:
-        raise ConfigError(f'model.name: {name!r} is not a {task} model; choose one of {", ".join(sorted(models))}')
-    names = [p.name for p in inspect.signature(models[name]).parameters.values()
-             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if task == 'detection':
-        names += ['size'] + [p for p in inspect.signature(SSD.__init__).parameters
-                             if p not in ('self', 'backbone', 'anchor_generator', 'size', 'num_classes', 'head')]
+        ours, theirs = DETECTION_MODELS, [n for n in tvm.list_models(module=tvm.detection) if n.startswith('ssd')]
+    else:
+        ours, theirs = SEGMENTATION_MODELS, tvm.list_models(module=tvm.segmentation)
+    return {**ours, **{TORCHVISION_PREFIX + n: tvm.get_model_builder(n) for n in theirs}}
+
+
+def detection_input_size(cfg: Config) -> int:
+    """The square size a detector resizes its images to (``model.kwargs.size`` or the builder's)."""
+    from ..detection import detection_input_size as builder_size
+
+    name = cfg.model.name
+    if name.startswith(TORCHVISION_PREFIX):
+        return int(re.search(r'ssd(?:lite)?(\d+)', name).group(1))
+    return cfg.model.kwargs.get('size', builder_size(name))
+
+
+def _builder(task: str, name: str) -> Callable[..., torch.nn.Module]:
+    builders = model_builders(task)
+    if name not in builders:
+        raise ConfigError(f'model.name: {name!r} is not a {task} model; choose one of {", ".join(sorted(builders))}')
+    return builders[name]
+
+
+def _builder_arguments(task: str, name: str) -> List[str]:
+    """The keyword arguments ``model.kwargs`` may give the builder ``name`` (detectors: SSD's too)."""
+    from torchvision.models.detection.ssd import SSD
+
+    names = [p.name for p in inspect.signature(_builder(task, name)).parameters.values()
+             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _TORCHVISION_FIXED]
+    if task == 'detection':
+        fixed = ('self', 'backbone', 'anchor_generator', 'size', 'num_classes', 'head')
+        names += ([] if name.startswith(TORCHVISION_PREFIX) else ['size']) + [
+            p for p in inspect.signature(SSD.__init__).parameters if p not in fixed]
     return [n for n in names if n not in _OWN_KEYS]
 
 
@@ -56,6 +90,10 @@ def check_model_config(cfg: Config) -> None:
         ConfigError: naming the unknown key, the closest valid one and the whole list.
     """
     valid = _builder_arguments(cfg.task, cfg.model.name)
+    weights = cfg.model.weights_backbone
+    if cfg.model.name.startswith(TORCHVISION_PREFIX) and weights not in (None, 'DEFAULT'):
+        raise ConfigError(f'model.weights_backbone: torchvision models take null or DEFAULT (their published '
+                          f'backbone weights), not {weights!r}')
     for key in cfg.model.kwargs:
         if key in _OWN_KEYS:
             raise ConfigError(f'model.kwargs.{key}: set it as {_OWN_KEYS[key]} instead')
@@ -82,21 +120,18 @@ def build_model_from_config(
         ConfigError: unknown model or arguments. DownloadError: backbone weights cannot be fetched.
         CheckpointError: ``state_dict`` does not fit the model.
     """
-    from ..detection import create_detection_model
-    from ..segmentation import create_segmentation_model
-
     m = cfg.model
+    builder = _builder(cfg.task, m.name)
     kwargs = dict(m.kwargs, num_classes=num_classes,
                   weights_backbone=m.weights_backbone if state_dict is None else None)
+    if m.name.startswith(TORCHVISION_PREFIX):
+        kwargs['weights'] = None
+    if cfg.task == 'detection' and m.trainable_backbone_layers is not None:
+        kwargs['trainable_backbone_layers'] = m.trainable_backbone_layers
+    if cfg.task == 'segmentation' and m.aux_loss is not None:
+        kwargs['aux_loss'] = m.aux_loss
     try:
-        if cfg.task == 'detection':
-            if m.trainable_backbone_layers is not None:
-                kwargs['trainable_backbone_layers'] = m.trainable_backbone_layers
-            model = create_detection_model(m.name, **kwargs)
-        else:
-            if m.aux_loss is not None:
-                kwargs['aux_loss'] = m.aux_loss
-            model = create_segmentation_model(m.name, **kwargs)
+        model = builder(**kwargs)
     except DownloadError as e:
         raise DownloadError(f'model.weights_backbone={m.weights_backbone}: {e.problem}. Offline, fetch the file '
                             f'elsewhere and set model.weights_backbone=PATH', e.problem) from e

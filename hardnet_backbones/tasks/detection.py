@@ -8,13 +8,12 @@ from torch.utils.data import DataLoader
 
 from ..data.detection import VOC_CLASSES, CocoDetectionDataset, VOCDetectionDataset, collate_detection
 from ..data.transforms import detection_train_transform
-from ..detection import detection_input_size
 from ..distributed import DistInfo
 from ..engine.checkpoint import write_text_atomic
 from ..errors import ConfigError
 from ..evaluation.detection import evaluate_detection
 from ..visualize import draw_detections
-from . import BuiltInTask, data_roots
+from . import BuiltInTask, data_roots, detection_input_size
 
 
 class DetectionTask(BuiltInTask):
@@ -28,7 +27,7 @@ class DetectionTask(BuiltInTask):
         transform = None
         if train:
             transform = detection_train_transform(
-                self.cfg.model.kwargs.get('size', detection_input_size(self.cfg.model.name)),
+                detection_input_size(self.cfg),
                 photometric_p=data.photometric_p,
                 zoom_out_max=data.zoom_out_max, zoom_out_p=data.zoom_out_p, iou_crop=data.iou_crop,
                 hflip_p=data.hflip_p)
