@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['BenchConfig', 'SUITES', 'build_benchmark_model', 'measure_model', 'run_benchmark', 'to_markdown']
+__all__ = ['BenchConfig', 'SUITES', 'build_benchmark_model', 'measure_model', 'run_benchmark', 'to_markdown',
+           'run_interleaved', 'interleaved_markdown', 'gemm_gflops']
 
 # Variants, appended to a model name with '+': measured side by side with the plain model in one run.
 VARIANTS = {
@@ -209,8 +210,8 @@ def _onnx_runner(model: nn.Module, task: str, images: torch.Tensor) -> Callable[
     return lambda: session.run(None, feed)
 
 
-def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
-    """Measure one model in this process: ``mode`` is 'infer' or 'train'. ``name`` may carry variants."""
+def _prepare(name: str, cfg: BenchConfig, mode: str) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
+    """``(step, batch size, facts)`` for one model: ``step()`` runs one timed iteration of ``mode``."""
     torch.manual_seed(0)
     device = torch.device(cfg.device)
     base, variants = split_variants(name)
@@ -253,6 +254,13 @@ def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    return step, batch, result
+
+
+def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
+    """Measure one model in this process: ``mode`` is 'infer' or 'train'. ``name`` may carry variants."""
+    device = torch.device(cfg.device)
+    step, batch, result = _prepare(name, cfg, mode)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     times = _timed(step, cfg.warmup, cfg.iters, device)
     median = statistics.median(times)
@@ -266,6 +274,67 @@ def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
         # what the timed steps added on top of the process (interpreter, libraries, model, inputs)
         result[f'{mode}_step_mem_mb'] = result[f'{mode}_peak_mem_mb'] - rss_before
     return result
+
+
+def gemm_gflops(device: str = 'cpu', size: int = 2048, iters: int = 10) -> float:
+    """The machine's float32 matrix-multiply rate (GFLOP/s, best of ``iters``): the ceiling convolutions approach."""
+    dev = torch.device(device)
+    a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
+    best = min(_timed(lambda: torch.mm(a, b), 2, iters, dev))
+    return 2 * size ** 3 / best / 1e9
+
+
+def run_interleaved(models: Dict[str, str], cfg: BenchConfig, rounds: int = 5,
+                    progress: bool = True) -> List[Dict[str, Any]]:
+    """Inference of every model in this process, interleaved: each round times ``cfg.iters`` iterations of
+    every model in turn, so a slow spell of the machine hits all of them alike.
+
+    Returns per model the median throughput over rounds and its range, the ratio to the baseline per
+    round (median, min, max), the model's GFLOP/s and that rate as a fraction of the machine's
+    float32 GEMM rate (``gemm_gflops``, also in every row).
+    """
+    from tqdm import tqdm
+    device = torch.device(cfg.device)
+    prepared = {name: _prepare(name, cfg, 'infer') for name in models}
+    for step, _, _ in prepared.values():
+        _timed(step, cfg.warmup, 0, device)
+    per_round: Dict[str, List[float]] = {name: [] for name in models}
+    for _ in tqdm(range(rounds), desc='rounds', disable=not progress):
+        for name, (step, batch, _) in prepared.items():
+            per_round[name].append(batch / statistics.median(_timed(step, 0, cfg.iters, device)))
+    gemm = gemm_gflops(cfg.device)
+    rows = []
+    for name, (_, _, facts) in prepared.items():
+        rates, base = per_round[name], per_round.get(models[name])
+        row = dict(facts, baseline=models[name], rounds=rounds, gemm_gflops=gemm,
+                   infer_images_per_s=statistics.median(rates), infer_images_per_s_min=min(rates),
+                   infer_images_per_s_max=max(rates))
+        row['infer_gflops'] = 2 * facts['gmacs'] * row['infer_images_per_s']
+        row['gemm_fraction'] = row['infer_gflops'] / gemm
+        if base is not None:
+            ratios = [r / b for r, b in zip(rates, base)]
+            row.update(infer_speedup=statistics.median(ratios), infer_speedup_min=min(ratios),
+                       infer_speedup_max=max(ratios))
+        rows.append(row)
+    return rows
+
+
+def interleaved_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '') -> str:
+    """Markdown of :func:`run_interleaved` rows, the GEMM rate in the caption."""
+    gemm = rows[0]['gemm_gflops'] if rows else 0.0
+    caption = (f'{title}device {cfg.device}, batch {cfg.batch_size}, {cfg.image_size[0]}x{cfg.image_size[1]}, '
+               f'{cfg.dtype}, inference; models interleaved in {rows[0]["rounds"] if rows else 0} rounds of '
+               f'{cfg.iters} iterations after {cfg.warmup} warm-up; machine float32 GEMM rate {gemm:.1f} GFLOP/s')
+    header = ('| model | baseline | GMACs | img/s (median) | img/s (min-max) | x baseline (median) | '
+              'x baseline (min-max) | GFLOP/s | of GEMM rate |')
+    lines = [f'*{caption}*', '', header, '|---|---|---:|---:|---:|---:|---:|---:|---:|']
+    for r in rows:
+        speed = (f'{r["infer_speedup"]:.2f} | {r["infer_speedup_min"]:.2f}-{r["infer_speedup_max"]:.2f}'
+                 if 'infer_speedup' in r else ' | ')
+        lines.append(f'| {r["model"]} | {r["baseline"]} | {r["gmacs"]:.2f} | {r["infer_images_per_s"]:.2f} | '
+                     f'{r["infer_images_per_s_min"]:.2f}-{r["infer_images_per_s_max"]:.2f} | {speed} | '
+                     f'{r["infer_gflops"]:.1f} | {r["gemm_fraction"]:.0%} |')
+    return '\n'.join(lines) + '\n'
 
 
 def _run_worker(name: str, cfg: BenchConfig, mode: str, env: Dict[str, str]) -> Dict[str, Any]:

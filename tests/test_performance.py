@@ -93,3 +93,20 @@ def test_gmacs_match_the_published_figures():
     published = {'hardnet68': 4.3, 'hardnet39ds': 0.44}
     for name, gmacs in published.items():
         assert count_gmacs(timm.create_model(name), 'classification', (224, 224)) == pytest.approx(gmacs, rel=0.05)
+
+
+def test_interleaved_benchmark_reports_spread_and_the_gemm_rate(tmp_path):
+    out = tmp_path / 'inter'
+    assert benchmark_cli.main(['--models', 'hardnet39ds', 'hardnet39ds+fused', '--baseline', 'hardnet39ds',
+                               '--batch-size', '1', '--image-size', '64', '--warmup', '1', '--iters', '2',
+                               '--interleave', '3', '--output', str(out)]) == 0
+    rows = {r['model']: r for r in json.loads(out.with_suffix('.json').read_text())['results']}
+    fused, plain = rows['hardnet39ds+fused'], rows['hardnet39ds']
+    assert plain['infer_speedup'] == plain['infer_speedup_min'] == plain['infer_speedup_max'] == 1.0
+    assert fused['infer_speedup_min'] <= fused['infer_speedup'] <= fused['infer_speedup_max']
+    assert fused['infer_images_per_s_min'] <= fused['infer_images_per_s'] <= fused['infer_images_per_s_max']
+    assert fused['gemm_gflops'] > 0 and fused['infer_gflops'] == pytest.approx(
+        2 * fused['gmacs'] * fused['infer_images_per_s'])
+    assert fused['gemm_fraction'] == pytest.approx(fused['infer_gflops'] / fused['gemm_gflops'])
+    markdown = out.with_suffix('.md').read_text()
+    assert 'GEMM rate' in markdown and '| hardnet39ds+fused | hardnet39ds |' in markdown

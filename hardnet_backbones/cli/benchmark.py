@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import torch
 
-from ..benchmark import SUITES, VARIANTS, BenchConfig, run_benchmark, to_markdown
+from ..benchmark import SUITES, VARIANTS, BenchConfig, interleaved_markdown, run_benchmark, run_interleaved, to_markdown
 
 _logger = logging.getLogger('hardnet.benchmark')
 
@@ -52,6 +52,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-train', action='store_true', help='skip the training-step measurement')
     parser.add_argument('--warmup', type=int, default=3, help='untimed warm-up iterations (default: %(default)s)')
     parser.add_argument('--iters', type=int, default=10, help='timed iterations (default: %(default)s)')
+    parser.add_argument('--interleave', type=int, default=0, metavar='ROUNDS',
+                        help='inference only, every model in this process, timed in turn for ROUNDS rounds: '
+                             'reports the median and range of throughput and of the ratio to the baseline, and '
+                             'GFLOP/s against the machine\'s float32 GEMM rate (fairest on a noisy machine)')
     parser.add_argument('--no-isolate', action='store_true',
                         help='measure in this process (faster; CPU memory figures then accumulate)')
     parser.add_argument('--output', default=None,
@@ -79,7 +83,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         iters=args.iters, train=not args.no_train, train_batch_size=args.train_batch_size,
         grad_checkpointing=args.grad_checkpointing)
     try:
-        rows = run_benchmark(models, cfg, isolate=not args.no_isolate)
+        if args.interleave:
+            rows = run_interleaved(models, cfg, rounds=args.interleave)
+        else:
+            rows = run_benchmark(models, cfg, isolate=not args.no_isolate)
     except (RuntimeError, ValueError) as e:
         _logger.error('%s', e)
         return 2
@@ -90,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    gpu=torch.cuda.get_device_name(0) if cfg.device.startswith('cuda') else None)
     report = dict(config=asdict(cfg), machine=machine, results=rows)
     output.with_suffix('.json').write_text(json.dumps(report, indent=2))
-    table = to_markdown(rows, cfg)
+    table = interleaved_markdown(rows, cfg) if args.interleave else to_markdown(rows, cfg)
     output.with_suffix('.md').write_text(table)
     print(table)
     return 0
