@@ -124,6 +124,18 @@ class _CheckedTransform(GeneralizedRCNNTransform):
         return (image - mean[:, None, None]) / std[:, None, None]
 
 
+def _ssdlite_scratch_init(backbone: nn.Module) -> None:
+    """torchvision's recipe for SSDLite trained from scratch (its ``ssdlite320_mobilenet_v3_large`` without
+    backbone weights): convolutions drawn from N(0, 0.03), BatchNorm with eps 0.001 and momentum 0.03."""
+    for m in backbone.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, mean=0.0, std=0.03)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.eps, m.momentum = 0.001, 0.03
+
+
 def _build_ssd(
         spec: _SSDSpec,
         num_classes: int,
@@ -144,6 +156,8 @@ def _build_ssd(
 
     norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03) if spec.lite else nn.BatchNorm2d
     backbone = SSDFeatureExtractorHarDNet(body, spec.extra_channels, depthwise=spec.lite, norm_layer=norm_layer)
+    if spec.lite and not pretrained:
+        _ssdlite_scratch_init(backbone)
     anchor_generator = DefaultBoxGenerator(
         [list(r) for r in spec.aspect_ratios], min_ratio=spec.min_ratio, max_ratio=spec.max_ratio)
     out_channels = list(body.feature_info.channels()) + list(spec.extra_channels)

@@ -45,6 +45,7 @@ def main(argv=None) -> int:
         return 0
     command = [sys.executable, '-m', 'pytest', str(tests / 'test_models.py'), '-p', 'hardnet_backbones',
                '-k', 'hardnet and not pretrained', '-q', '-o', 'addopts=', '--rootdir', str(tests.parent),
+               '-W', 'ignore::pytest.PytestUnknownMarkWarning',
                *pytest_args]
     print(' '.join(command), flush=True)
     return subprocess.call(command)
