@@ -364,7 +364,7 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
             run.write_results()
         barrier()
         return metrics
-    except HardnetError as e:
+    except (HardnetError, FileNotFoundError) as e:
         if dist_info.is_main:
             _log_to_file(log_file, out_dir, e)
         raise
