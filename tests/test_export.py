@@ -22,7 +22,13 @@ def _model(kind):
     if kind == 'features':
         return timm.create_model('hardnet68ds', features_only=True, out_indices=(1, 2, 3, 4))
     if kind == 'detection':
-        return create_detection_model('ssdlite320_hardnet39ds', num_classes=3, size=128)
+        model = create_detection_model('ssdlite320_hardnet39ds', num_classes=3, size=128)
+        # He-init weights spread the random scores apart: the scratch init's near-equal scores leave ties in
+        # the NMS order that float rounding in any exporter can flip
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight)
+        return model
     return create_segmentation_model('fcn_hardnet39ds', num_classes=3)
 
 
