@@ -115,7 +115,7 @@ class _CheckedTransform(GeneralizedRCNNTransform):
     """torchvision's detection transform, with a clear error for images that are not ``(3, H, W)`` floats."""
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        if image.dim() != 3 or image.shape[0] != 3:
+        if not torch.jit.is_tracing() and (image.dim() != 3 or image.shape[0] != 3):
             raise ValueError(f'SSD expects images of shape (3, H, W) with values in [0, 1], got {list(image.shape)}')
         if not image.is_floating_point():
             raise ValueError(f'SSD expects float images with values in [0, 1], got {image.dtype}')

@@ -24,6 +24,8 @@ def check_image_input(x: torch.Tensor, in_chans: int, min_size: int, what: str) 
     A leaf for torch.fx (``torch.fx.wrap`` here, timm's ``register_notrace_function`` below): symbolic
     tracing records the call instead of branching on the traced shape, so FX feature extraction works.
     """
+    if torch.jit.is_tracing():  # the ONNX / TorchScript tracer: shapes are traced values, nothing to check
+        return x
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise ValueError(f'{what} expects input of shape (B, {in_chans}, H, W), got {list(x.shape)}')
     if x.shape[2] < min_size or x.shape[3] < min_size:
