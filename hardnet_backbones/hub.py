@@ -126,20 +126,20 @@ def load_weights_file(path: Union[str, Path], use_ema: bool = True) -> Dict[str,
         FileNotFoundError: no such file.
         CheckpointError: unreadable, or not a state dict (the error says what the file holds).
     """
-    from timm.models import clean_state_dict
-
     from .state_dict import unwrap_state_dict
 
     path = Path(path)
-    if path.suffix == '.safetensors':
-        if not path.is_file():
-            raise FileNotFoundError(f'Checkpoint not found: {path}')
+    if path.suffix != '.safetensors':
+        checkpoint = load_checkpoint_file(path)
+    elif not path.is_file():
+        raise FileNotFoundError(f'Checkpoint not found: {path}')
+    else:
         try:
             from safetensors.torch import load_file
-            return clean_state_dict(load_file(str(path)))
+            checkpoint = load_file(str(path))
         except Exception as e:  # safetensors raises its own error types for broken files
             raise CheckpointError(f'Cannot read checkpoint {path}: not a valid safetensors file ({e})') from e
-    state_dict = unwrap_state_dict(load_checkpoint_file(path), use_ema)
+    state_dict = unwrap_state_dict(checkpoint, use_ema)
     not_tensors = sorted(str(k) for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
     if not state_dict or not_tensors:
         held = f'entries {not_tensors[:6]} that are not tensors' if not_tensors else 'an empty dict'

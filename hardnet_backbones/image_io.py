@@ -25,17 +25,22 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 _SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_SIDES = (5, 6, 7, 8)  # orientations that rotate by 90 or 270 degrees
+_UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)  # what PIL raises for broken files
+
+
+def _require_file(path: PathLike) -> None:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'image file not found: {path}')
 
 
 def _open(path: PathLike) -> Image.Image:
     """Open and fully decode ``path`` (a truncated file fails here, not later)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f'image file not found: {path}')
+    _require_file(path)
     try:
         image = Image.open(path)
         image.load()
         return image
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except _UNREADABLE as e:
         raise DataError(f'{path}: cannot decode the image, the file is truncated, corrupt or not an image ({e})') from e
 
 
@@ -112,14 +117,13 @@ def read_image_array(path: PathLike, exif_orientation: bool = True,
 
 def image_size(path: PathLike, exif_orientation: bool = True) -> Tuple[int, int]:
     """``(width, height)`` of the upright image, read from the header only."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f'image file not found: {path}')
+    _require_file(path)
     try:
         with Image.open(path) as image:
             width, height = image.size
             if exif_orientation and _orientation(image) in _SWAPS_SIDES:
                 width, height = height, width
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except _UNREADABLE as e:
         raise DataError(f'{path}: cannot read the image header, the file is corrupt or not an image ({e})') from e
     return width, height
 

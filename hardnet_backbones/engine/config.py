@@ -246,10 +246,7 @@ def config_to_yaml(cfg: Config) -> str:
 
 def list_keys(cfg: Config) -> List[str]:
     """All dotted keys, for ``--help`` texts."""
-    out = []
-    for k, v in config_to_dict(cfg).items():
-        out += [f'{k}.{s}' for s in v] if isinstance(v, dict) else [k]
-    return out
+    return list(_flatten(config_to_dict(cfg)))
 
 
 def _value(cfg: Config, key: str) -> Any:
@@ -324,8 +321,14 @@ SAFE_ON_RESUME = ('output_dir', 'train.epochs', 'train.eval_every', 'train.log_e
 
 
 def _flatten(values: Dict[str, Any]) -> Dict[str, Any]:
-    return {f'{section}.{k}' if isinstance(v, dict) else section: x
-            for section, v in values.items() for k, x in (v.items() if isinstance(v, dict) else [(None, v)])}
+    """``{'train': {'lr': 0.1}, 'task': 'x'}`` -> ``{'train.lr': 0.1, 'task': 'x'}`` (one level, as configs nest)."""
+    flat: Dict[str, Any] = {}
+    for section, value in values.items():
+        if isinstance(value, dict):
+            flat.update({f'{section}.{key}': item for key, item in value.items()})
+        else:
+            flat[section] = value
+    return flat
 
 
 def config_changes(stored: Dict[str, Any], cfg: Config) -> Dict[str, Tuple[Any, Any]]:

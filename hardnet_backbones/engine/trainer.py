@@ -271,13 +271,13 @@ def _has_run(out_dir: Path) -> bool:
 
 
 def _clear_run(out_dir: Path) -> None:
+    """Remove the run files of :data:`RUN_FILES` (partial ``.tmp`` files go with every start)."""
     for name in RUN_FILES:
         path = out_dir / name
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    remove_partial_files(out_dir)
 
 
 def _resume_checkpoint(

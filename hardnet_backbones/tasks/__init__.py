@@ -13,7 +13,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..engine.config import Config, DataConfig, config_from_dict
 from ..engine.task import Task, register_task
-from ..errors import ConfigError, DownloadError
+from ..errors import CheckpointError, ConfigError, DownloadError
 from ..state_dict import match_state_dict
 
 __all__ = ['BuiltInTask', 'TrainedModel', 'build_model_from_config', 'check_model_config', 'load_trained_model',
@@ -211,8 +211,6 @@ def load_trained_model(
         FileNotFoundError, CheckpointError: missing, unreadable, not ours, or of another task.
     """
     from ..engine.checkpoint import load_training_checkpoint, model_weights
-    from ..errors import CheckpointError
-
     state = load_training_checkpoint(checkpoint)
     cfg = config_from_dict(state['config'])
     if task is not None and cfg.task != task:
