@@ -6,7 +6,7 @@ with timm, so ``timm.create_model("hardnet68", pretrained=True)`` works afterwar
 from .hardnet import HarDNet, HarDNetCfg, checkpoint_filter_fn, model_cfgs
 from .hub import cached_download, load_checkpoint_file
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 __all__ = ['HarDNet', 'HarDNetCfg', 'checkpoint_filter_fn', 'model_cfgs', 'cached_download', 'load_checkpoint_file',
            'load_trained_model', 'TrainedModel']

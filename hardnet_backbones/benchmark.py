@@ -7,12 +7,15 @@ image (multiply-accumulates = FLOPs / 2). Results are plain dicts, written as JS
 ``tools/benchmark.py``.
 """
 import argparse
+import copy
+import functools
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -30,6 +33,8 @@ VARIANTS = {
     'ckpt': 'set_grad_checkpointing(True) (training memory)',
     'cl': 'channels_last memory format',
     'onnx': 'exported to ONNX and run in onnxruntime (inference only)',
+    'int8': 'optimize_for_inference(int8=True): static int8 ONNX (per-channel, calibrated on 4 random inputs) '
+            'run in onnxruntime (inference only; speed only, accuracy needs real calibration data)',
     'os8': 'output stride 8 (segmentation builders with an output_stride argument)',
     'os16': 'output stride 16 (segmentation builders with an output_stride argument)',
 }
@@ -81,11 +86,23 @@ class BenchConfig:
     grad_checkpointing: bool = False
 
 
+def _is_checkpoint(name: str) -> bool:
+    return name.endswith(('.pth', '.pt'))
+
+
+@functools.lru_cache(maxsize=None)
+def _trained(path: str) -> Any:
+    from .tasks import load_trained_model
+    return load_trained_model(path)
+
+
 def _task_of(name: str) -> str:
     import torchvision.models.detection as tv_det
 
     from .detection import DETECTION_MODELS
     from .segmentation import SEGMENTATION_MODELS
+    if _is_checkpoint(name):
+        return _trained(name).task
     if name.startswith('tv:'):
         return 'detection' if hasattr(tv_det, name[3:]) else 'segmentation'
     if name in DETECTION_MODELS:
@@ -97,7 +114,11 @@ def _task_of(name: str) -> str:
 
 def build_benchmark_model(name: str, **kwargs: Any) -> nn.Module:
     """A randomly initialised model by name: ``tv:<torchvision builder>``, one of our detection or
-    segmentation builders, or any timm model (``hardnet68``, ``resnet50``, ...); ``kwargs`` go to the builder."""
+    segmentation builders, or any timm model (``hardnet68``, ``resnet50``, ...); ``kwargs`` go to the builder.
+    A path ending in ``.pth`` / ``.pt`` is a training checkpoint of ``tools/train.py``: its trained model
+    (a detector's post-processing costs what its real scores make it cost, not what random ones do)."""
+    if _is_checkpoint(name):
+        return copy.deepcopy(_trained(name).model)
     import timm
     import torchvision.models.detection as tv_det
     import torchvision.models.segmentation as tv_seg
@@ -186,28 +207,26 @@ def split_variants(name: str) -> Tuple[str, List[str]]:
 
 
 def modes_for(name: str, train: bool) -> List[str]:
-    """Fused and ONNX variants are inference-only."""
-    _, variants = split_variants(name)
-    inference_only = {'fused', 'onnx'} & set(variants)
+    """Fused, ONNX and int8 variants, and trained checkpoints, are inference-only."""
+    base, variants = split_variants(name)
+    inference_only = {'fused', 'onnx', 'int8'} & set(variants) or _is_checkpoint(base)
     return ['infer'] + (['train'] if train and not inference_only else [])
 
 
-def _onnx_runner(model: nn.Module, task: str, images: torch.Tensor) -> Callable[[], Any]:
-    import tempfile
-
-    if task == 'detection':
-        raise ValueError('the +onnx variant covers classifiers and segmenters (batched tensor input)')
-
-    import onnxruntime as ort
-
+def _onnx_runner(model: nn.Module, task: str, images: Any, int8: bool) -> Callable[[], Any]:
+    """Time the model exported to ONNX (float32 or int8) and run in onnxruntime, images as the model takes them."""
+    from .deploy import OnnxRuntimeModel, quantize_to_onnx
     from .export import export_onnx
     path = os.path.join(tempfile.mkdtemp(), 'model.onnx')
-    export_onnx(model, path, task, tuple(images.shape[-2:]))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    feed = {session.get_inputs()[0].name: images.cpu().numpy()}
-    return lambda: session.run(None, feed)
+    size = tuple(images[0].shape[-2:])
+    if int8:
+        calibration = [torch.rand_like(images[0]) for _ in range(4)] if task == 'detection' else \
+            [torch.rand_like(images[:1]) for _ in range(4)]
+        quantize_to_onnx(model, path, task, calibration, size)
+    else:
+        export_onnx(model, path, task, size)
+    runner = OnnxRuntimeModel(path, task)
+    return lambda: runner(images)
 
 
 def _prepare(name: str, cfg: BenchConfig, mode: str) -> Tuple[Callable[[], Any], int, Dict[str, Any]]:
@@ -236,8 +255,8 @@ def _prepare(name: str, cfg: BenchConfig, mode: str) -> Tuple[Callable[[], Any],
         torch.cuda.reset_peak_memory_stats(device)
     batch = cfg.batch_size if mode == 'infer' else (cfg.train_batch_size or cfg.batch_size)
     images, targets = _inputs(task, cfg, batch, device, channels_last)
-    if mode == 'infer' and 'onnx' in variants:
-        step = _onnx_runner(model.eval(), task, images)
+    if mode == 'infer' and {'onnx', 'int8'} & set(variants):
+        step = _onnx_runner(model.eval(), task, images, int8='int8' in variants)
     elif mode == 'infer':
         model.eval()
 

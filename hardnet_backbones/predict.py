@@ -8,13 +8,16 @@ import math
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple, TypeVar, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
+from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .errors import DataError
 from .image_io import IMAGE_SUFFIXES
 
-__all__ = ['expand_image_paths', 'batched', 'segment_logits', 'SEGMENT_MODES']
+__all__ = ['expand_image_paths', 'batched', 'image_to_input', 'segment_logits', 'SEGMENT_MODES']
 
 T = TypeVar('T')
 SEGMENT_MODES = ('whole', 'slide')
@@ -50,6 +53,20 @@ def expand_image_paths(inputs: Sequence[Union[str, Path]]) -> List[Path]:
         raise DataError(f'no images found in {", ".join(map(str, inputs))} '
                         f'(image files end in {", ".join(IMAGE_SUFFIXES)})')
     return list(dict.fromkeys(paths))  # each once, in order
+
+
+def image_to_input(image: Union[np.ndarray, Image.Image], task: str) -> torch.Tensor:
+    """An RGB image (HWC uint8 array or PIL) -> the ``(3, H, W)`` float tensor a trained model takes:
+    values in [0, 1] for detectors (they normalise inside), ImageNet-normalised for segmenters."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f'expected an RGB uint8 image (H, W, 3), got {array.dtype} {array.shape}')
+    tensor = torch.from_numpy(np.array(array, order='C', copy=True)).permute(2, 0, 1).float().div_(255)
+    if task == 'segmentation':
+        mean = torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None]
+        std = torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
+        tensor = (tensor - mean) / std
+    return tensor
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

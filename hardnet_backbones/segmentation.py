@@ -121,16 +121,20 @@ def deeplabv3_hardnet68(*, num_classes: int = 21, aux_loss: bool = True, weights
 
 
 def lraspp_hardnet39ds(*, num_classes: int = 21, weights_backbone: WeightsBackbone = None,
-                       inter_channels: int = 128) -> LRASPP:
-    """LR-ASPP on HarDNet-39DS: low-level branch on the stride-8 map, high-level branch on the last
-    stage run dilated at stride 16 (as torchvision's ``lraspp_mobilenet_v3_large``).
+                       inter_channels: int = 128, dilated_last_stage: bool = False) -> LRASPP:
+    """LR-ASPP on HarDNet-39DS: low-level branch on the stride-8 map, high-level branch on the stride-16 map.
 
     Args:
         num_classes: output classes, background included.
         weights_backbone: None, True/'DEFAULT' (published ImageNet weights) or a checkpoint path.
         inter_channels: width of the high-level branch.
+        dilated_last_stage: feed the high-level branch from the last stage run dilated at stride 16,
+            as torchvision's ``lraspp_mobilenet_v3_large`` does (the layout before 0.2). On HarDNet-39DS
+            that stage costs as much as the rest of the network at stride 16, so by default the branch
+            taps the end of the third stage and the last stage is not run.
     """
-    backbone = _backbone('hardnet39ds', {'low': _STRIDE_8, 'high': _STRIDE_32}, weights_backbone, output_stride=16)
+    high = _STRIDE_32 if dilated_last_stage else _STRIDE_16
+    backbone = _backbone('hardnet39ds', {'low': _STRIDE_8, 'high': high}, weights_backbone, output_stride=16)
     channels = backbone.channels
     return LRASPP(backbone, channels['low'], channels['high'], num_classes, inter_channels)
 

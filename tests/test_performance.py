@@ -97,7 +97,8 @@ def test_gmacs_match_the_published_figures():
 
 def test_interleaved_benchmark_reports_spread_and_the_gemm_rate(tmp_path):
     out = tmp_path / 'inter'
-    assert benchmark_cli.main(['--models', 'hardnet39ds', 'hardnet39ds+fused', '--baseline', 'hardnet39ds',
+    assert benchmark_cli.main(['--models', 'hardnet39ds', 'hardnet39ds+fused', 'hardnet39ds+int8', '--baseline',
+                               'hardnet39ds',
                                '--batch-size', '1', '--image-size', '64', '--warmup', '1', '--iters', '2',
                                '--interleave', '3', '--output', str(out)]) == 0
     rows = {r['model']: r for r in json.loads(out.with_suffix('.json').read_text())['results']}
@@ -110,3 +111,4 @@ def test_interleaved_benchmark_reports_spread_and_the_gemm_rate(tmp_path):
     assert fused['gemm_fraction'] == pytest.approx(fused['infer_gflops'] / fused['gemm_gflops'])
     markdown = out.with_suffix('.md').read_text()
     assert 'GEMM rate' in markdown and '| hardnet39ds+fused | hardnet39ds |' in markdown
+    assert rows['hardnet39ds+int8']['infer_images_per_s'] > 0 and '| hardnet39ds+int8 |' in markdown

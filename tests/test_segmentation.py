@@ -13,9 +13,11 @@ from hardnet_backbones.data.shapes import make_shapes_dataset
 from hardnet_backbones.data.transforms import segmentation_train_transform
 from hardnet_backbones.engine import trainer
 from hardnet_backbones.engine.config import load_config
+from hardnet_backbones.errors import CheckpointError
 from hardnet_backbones.evaluation.segmentation import confusion_matrix, metrics_from_confusion
 from hardnet_backbones.losses import SegmentationLoss, bootstrapped_cross_entropy
 from hardnet_backbones.segmentation import SEGMENTATION_MODELS, create_segmentation_model
+from hardnet_backbones.tasks import build_model_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -44,10 +46,26 @@ def test_builder_options():
     assert deeplab16.backbone.body.feature_info.reduction() == [16, 16]
     lraspp = create_segmentation_model('lraspp_hardnet39ds', num_classes=3)
     assert lraspp.backbone.body.feature_info.reduction() == [8, 16]
+    assert lraspp.backbone.channels == {'low': 320, 'high': 640}  # the last stage is not run
+    assert not any(k.startswith('backbone.body.features_block4') for k in lraspp.state_dict())
+    dilated = create_segmentation_model('lraspp_hardnet39ds', num_classes=3, dilated_last_stage=True)
+    assert dilated.backbone.body.feature_info.reduction() == [8, 16]
+    assert dilated.backbone.channels == {'low': 320, 'high': 1024}
     with pytest.raises(ValueError, match='output_stride 8 or 16'):
         create_segmentation_model('deeplabv3_hardnet68', output_stride=32)
     with pytest.raises(TypeError):
         SEGMENTATION_MODELS['fcn_hardnet68'](3)
+
+
+def test_weights_of_the_earlier_lraspp_layout_name_the_option_that_loads_them():
+    old_weights = create_segmentation_model('lraspp_hardnet39ds', num_classes=3, dilated_last_stage=True).state_dict()
+    cfg = load_config(overrides=['task=segmentation', 'model.name=lraspp_hardnet39ds'])
+    with pytest.raises(CheckpointError, match='set model.kwargs.dilated_last_stage=true'):
+        build_model_from_config(cfg, 3, old_weights)
+    cfg = load_config(overrides=['task=segmentation', 'model.name=lraspp_hardnet39ds',
+                                 'model.kwargs={dilated_last_stage: true}'])
+    model = build_model_from_config(cfg, 3, old_weights)
+    assert model.backbone.channels['high'] == 1024
 
 
 def test_a_few_steps_lower_the_loss():

@@ -29,8 +29,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--save-predictions', default=None, metavar='DIR',
                         help='also save the predictions: DIR/detections_coco.json (COCO results with the '
                              'dataset\'s category ids) or one palette PNG class mask per image')
+    parser.add_argument('--onnx', default=None, metavar='FILE',
+                        help='evaluate this ONNX file exported from CHECKPOINT (hardnet-export, e.g. --int8) in '
+                             'onnxruntime instead of the PyTorch model: the accuracy a deployed file really has')
     parser.add_argument('--output', default=None,
-                        help='metrics JSON file (default: <checkpoint folder>/eval_<checkpoint name>.json)')
+                        help='metrics JSON file (default: <checkpoint folder>/eval_<checkpoint name>.json, or '
+                             'eval_<onnx file name>.json with --onnx)')
     parser.add_argument('--visuals', default=None,
                         help='folder for predictions drawn on train.save_images validation images (default: none)')
     return parser
@@ -38,12 +42,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
-    output = args.output or str(Path(args.checkpoint).parent / f'eval_{Path(args.checkpoint).stem}.json')
+    evaluated = Path(args.onnx).name.replace('.', '_') if args.onnx else Path(args.checkpoint).stem
+    output = args.output or str(Path(args.checkpoint).parent / f'eval_{evaluated}.json')
     try:
         cfg = load_config(args.config, args.overrides) if args.config is not None else None
         metrics = evaluate(cfg, args.checkpoint, output=output, visuals_dir=args.visuals,
                            predictions_dir=args.save_predictions, split=args.split,
-                           overrides=args.overrides if cfg is None else ())
+                           overrides=args.overrides if cfg is None else (), onnx=args.onnx)
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
     print(json.dumps(metrics, indent=2))

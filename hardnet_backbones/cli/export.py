@@ -8,10 +8,13 @@ from typing import List, Optional
 
 import timm
 
+from ..deploy import calibration_images, quantize_to_onnx, quantized_node_count
 from ..detection import DETECTION_MODELS, create_detection_model
 from ..export import export_onnx, export_torchscript, validate_onnx, validate_torchscript
 from ..segmentation import SEGMENTATION_MODELS, create_segmentation_model
+from ..predict import expand_image_paths
 from ..tasks import load_trained_model
+from .common import USER_ERRORS, positive_int, report_user_error
 
 _logger = logging.getLogger('hardnet.export')
 
@@ -38,6 +41,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset, >= 17 (default: %(default)s)')
     parser.add_argument('--static', action='store_true', help='fixed input shape instead of dynamic axes')
     parser.add_argument('--no-torchscript', action='store_true', help='skip the TorchScript file')
+    parser.add_argument('--int8', action='store_true',
+                        help='also write <name>.int8.onnx: static int8 quantization by onnxruntime (per-channel '
+                             'weights, activation ranges from --calibration images); measure its accuracy with '
+                             'hardnet-evaluate --onnx before using it')
+    parser.add_argument('--calibration', nargs='+', default=None, metavar='IMAGES',
+                        help='with --int8: image files, folders or globs from the training data (required)')
+    parser.add_argument('--calibration-images', type=positive_int, default=32, metavar='N',
+                        help='with --int8: how many of the --calibration images to use, evenly spread '
+                             '(default: %(default)s)')
     parser.add_argument('--atol', type=float, default=1e-4, help='validation tolerance (default: %(default)s)')
     parser.add_argument('--output', default='runs/export', help='output folder (default: %(default)s)')
     return parser
@@ -63,6 +75,17 @@ def _build(args):
     return timm.create_model(args.model, **kwargs), 'classification', args.model
 
 
+def _export_int8(args, model, kind: str, name: str, out: Path, size) -> dict:
+    """Write <name>.int8.onnx calibrated on the --calibration images; its facts for the report."""
+    if not args.calibration:
+        raise ValueError('--int8 needs --calibration IMAGES (files, folders or globs from the training data)')
+    inputs = calibration_images(expand_image_paths(args.calibration), kind, model, args.calibration_images)
+    path = quantize_to_onnx(model, out / f'{name}.int8.onnx', kind, inputs, size)
+    _logger.info('int8: %s (%d quantized tensors, calibrated on %d images); measure its accuracy with '
+                 'hardnet-evaluate --onnx %s', path, quantized_node_count(path), len(inputs), path)
+    return dict(path=str(path), quantized_tensors=quantized_node_count(path), calibration_images=len(inputs))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -79,7 +102,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             ts_path = export_torchscript(model, out / f'{name}.torchscript.pt', kind, size)
             checked = validate_torchscript(ts_path, model, kind, size, args.atol)
             report['torchscript'] = dict(path=str(ts_path), **checked)
-    except (RuntimeError, ValueError, FileNotFoundError) as e:
+        if args.int8:
+            report['int8'] = _export_int8(args, model, kind, name, out, size)
+    except USER_ERRORS as e:
+        return report_user_error(_logger, e)
+    except (RuntimeError, ValueError) as e:
         _logger.error('%s', e)
         return 2
     (out / f'{name}.export.json').write_text(json.dumps(report, indent=2))

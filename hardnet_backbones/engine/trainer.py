@@ -394,7 +394,8 @@ def _checkpoint_config(checkpoint_path: Path, state: Dict[str, Any], cfg: Option
 
 def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Optional[Union[str, Path]] = None,
              visuals_dir: Optional[Union[str, Path]] = None, predictions_dir: Optional[Union[str, Path]] = None,
-             split: Optional[str] = None, overrides: Sequence[str] = ()) -> Dict[str, Any]:
+             split: Optional[str] = None, overrides: Sequence[str] = (),
+             onnx: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
     """Evaluate a checkpoint on one split (default: the config's validation split).
 
     Args:
@@ -404,6 +405,9 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
         predictions_dir: where to save the predictions (COCO results json, or palette PNG masks).
         split: the split to evaluate instead of ``data.val_split``.
         overrides: ``key=value`` changes to the stored config (when ``cfg`` is None), e.g. ``data.root=...``.
+        onnx: evaluate this ONNX file exported from the checkpoint (e.g. its int8 version from
+            ``hardnet-export --int8``) in onnxruntime instead of the checkpoint's PyTorch model; the
+            checkpoint still gives the config and classes.
 
     Only that split is read, and no backbone weights are downloaded (the checkpoint's replace them).
     """
@@ -421,13 +425,18 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
         if class_names and class_names != list(val_set.class_names):
             raise CheckpointError(f'{checkpoint} was trained on the classes {class_names}, but the data has '
                                   f'{list(val_set.class_names)}')
-        model = task.build_model(task.num_classes(val_set), model_weights(state)).to(dist_info.device)
+        if onnx is None:
+            model = task.build_model(task.num_classes(val_set), model_weights(state)).to(dist_info.device)
+        else:
+            from ..deploy import OnnxRuntimeModel
+            model = OnnxRuntimeModel(onnx, cfg.task)
         metrics = task.evaluate(model, val_set, _val_loader(cfg, task, val_set, dist_info), dist_info,
                                 predictions_dir)
         if dist_info.is_main:
             if output is not None:
                 Path(output).parent.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(output, json.dumps(dict(checkpoint=str(checkpoint), metrics=metrics), indent=2))
+                evaluated = dict(checkpoint=str(checkpoint), **({'onnx': str(onnx)} if onnx else {}))
+                write_text_atomic(output, json.dumps(dict(evaluated, metrics=metrics), indent=2))
             if visuals_dir is not None:
                 task.save_visuals(model, val_set, visuals_dir, cfg.train.save_images)
         return metrics

@@ -9,11 +9,11 @@ from typing import Callable, Dict, List, Optional, Union
 import numpy as np
 import torch
 from PIL import Image
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from ..engine.config import Config, DataConfig, config_from_dict
 from ..engine.task import Task, register_task
 from ..errors import CheckpointError, ConfigError, DownloadError
+from ..predict import image_to_input
 from ..state_dict import match_state_dict
 
 __all__ = ['BuiltInTask', 'TrainedModel', 'build_model_from_config', 'check_model_config', 'load_trained_model',
@@ -141,8 +141,20 @@ def build_model_from_config(
         raise ConfigError(f'model {m.name!r}: {e}') from e
     if state_dict is not None:
         what = f'{m.name} with {num_classes} classes ({cfg.task})'
-        model.load_state_dict(match_state_dict(dict(state_dict), model, what=what))
+        try:
+            model.load_state_dict(match_state_dict(dict(state_dict), model, what=what))
+        except CheckpointError as e:
+            raise CheckpointError(f'{e}{_layout_hint(cfg, state_dict)}') from e
     return model
+
+
+def _layout_hint(cfg: Config, state_dict: Dict[str, torch.Tensor]) -> str:
+    """The fix for weights of a builder's earlier default layout, if that is what they are."""
+    if (cfg.model.name == 'lraspp_hardnet39ds' and 'dilated_last_stage' not in cfg.model.kwargs
+            and any(k.startswith('backbone.body.features_block4.') for k in state_dict)):
+        return ('. These weights have the layout of lraspp_hardnet39ds before 0.2 (high-level branch on the '
+                'dilated last stage): set model.kwargs.dilated_last_stage=true')
+    return ''
 
 
 class BuiltInTask(Task):
@@ -183,15 +195,7 @@ class TrainedModel:
     def preprocess(self, image: Union[np.ndarray, Image.Image]) -> torch.Tensor:
         """An RGB image (HWC uint8 array or PIL) -> the ``(3, H, W)`` float tensor the model takes:
         values in [0, 1] for detectors (they normalise inside), ImageNet-normalised for segmenters."""
-        array = np.asarray(image)
-        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-            raise ValueError(f'expected an RGB uint8 image (H, W, 3), got {array.dtype} {array.shape}')
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255)
-        if self.task == 'segmentation':
-            mean = torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None]
-            std = torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
-            tensor = (tensor - mean) / std
-        return tensor
+        return image_to_input(image, self.task)
 
 
 def load_trained_model(
