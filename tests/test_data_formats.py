@@ -293,3 +293,36 @@ def test_detection_pictures_use_the_dataset_palette():
     picture = draw_detections(image, torch.tensor([[10., 10., 200., 200.]]), torch.tensor([15]),
                               torch.tensor([0.9]), VOC_CLASSES)
     assert np.asarray(picture)[10, 100].tolist() == [192, 128, 128]  # person in the VOC palette
+
+
+# ---------------------------------------------------------------- the generated VOC folder
+
+def test_generated_voc_folder_reads_back_the_boxes_and_masks_of_the_coco_layout(tmp_path):
+    """Same seed, two layouts: the VOC loader (1-based inclusive XML boxes, palette masks with 255
+    outlines, difficult flags) gives the boxes and classes the COCO layout holds."""
+    from hardnet_backbones.data.shapes import SHAPE_CLASSES, make_shapes_dataset
+    splits = {'train': 3, 'val': 2}
+    make_shapes_dataset(tmp_path / 'coco', splits, (48, 64), max_shapes=6, seed=3, progress=False)
+    make_shapes_dataset(tmp_path / 'voc', splits, (48, 64), max_shapes=6, seed=3, progress=False, layout='voc')
+    for split in splits:
+        coco_root = tmp_path / 'coco'
+        coco = CocoDetectionDataset(coco_root / 'images' / split, coco_root / 'annotations' / f'{split}.json')
+        voc = VOCDetectionDataset(tmp_path / 'voc', split, class_names=SHAPE_CLASSES)
+        assert len(voc) == len(coco) == splits[split]
+        for i in range(len(voc)):
+            expected = coco.coco.loadAnns(coco.coco.getAnnIds(imgIds=coco.coco.getImgIds()[i]))
+            got = voc.coco.loadAnns(voc.coco.getAnnIds(imgIds=[i]))
+            assert [a['bbox'] for a in got] == [a['bbox'] for a in expected]
+            assert [a['category_id'] for a in got] == [a['category_id'] for a in expected]
+            small = [min(a['bbox'][2:]) < 8 for a in expected]
+            assert [bool(a['iscrowd']) for a in got] == small  # 'difficult': ignored, not missed
+        seg_cfg = load_config(overrides=['task=segmentation', 'data.format=voc', f'data.root={tmp_path / "voc"}',
+                                         'data.class_names=[background, circle, rectangle, triangle]'])
+        seg = create_task(seg_cfg).build_dataset(split, train=False)
+        assert seg.class_names == ['background', *SHAPE_CLASSES]
+        reference = folder_segmentation(tmp_path / 'coco', split, ['background', *SHAPE_CLASSES])
+        for i in range(len(seg)):
+            mask, expected_mask = seg[i][1], reference[i][1]
+            labelled = mask != 255
+            assert 0.05 < (~labelled).float().mean() < 0.6  # the VOC-style void outlines
+            assert torch.equal(mask[labelled], expected_mask[labelled])

@@ -230,16 +230,18 @@ class SegmentationDataset(AugmentedDataset):
 
 
 def voc_segmentation(root: PathLike, split: str = 'train', transform: Optional[Callable] = None,
-                     exif_orientation: bool = True) -> SegmentationDataset:
+                     exif_orientation: bool = True,
+                     class_names: Sequence[str] = VOC_SEG_CLASSES) -> SegmentationDataset:
     """Pascal VOC: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palette PNG, 255 = ignore),
-    ids from ``ImageSets/Segmentation/<split>.txt``; 21 classes."""
+    ids from ``ImageSets/Segmentation/<split>.txt``; the 21 VOC classes, or ``class_names`` for a
+    dataset of its own in the VOC layout."""
     root = Path(root)
     split_file = root / 'ImageSets' / 'Segmentation' / f'{split}.txt'
     if not split_file.is_file():
         raise FileNotFoundError(f'VOC segmentation split file not found: {split_file}')
     pairs = [(root / 'JPEGImages' / f'{s}.jpg', root / 'SegmentationClass' / f'{s}.png')
              for s in split_file.read_text().split()]
-    return SegmentationDataset(pairs, VOC_SEG_CLASSES, transform, exif_orientation=exif_orientation)
+    return SegmentationDataset(pairs, class_names, transform, exif_orientation=exif_orientation)
 
 
 CITYSCAPES_LABELS = ('labelIds', 'labelTrainIds')

@@ -6,8 +6,14 @@ Layout written under ``root`` (deterministic for a given seed):
 - ``masks/<split>/<id>.png``: class index per pixel (0 background, 1 circle, 2 rectangle, 3 triangle).
 - ``annotations/<split>.json``: COCO detection annotations (boxes of the visible part of each shape),
   ``file_name`` relative to ``images/<split>/`` (the COCO layout).
+
+``layout='voc'`` writes the same kind of images as a Pascal VOC folder instead: ``JPEGImages/<id>.jpg``
+(JPEG-compressed), ``Annotations/<id>.xml`` (1-based inclusive boxes; shapes under 8 px a side are
+``difficult``, shapes touching the border ``truncated``), ``SegmentationClass/<id>.png`` (palette PNG, a
+2-pixel band of 255 along every shape's outline as in VOC) and ``ImageSets/{Main,Segmentation}/<split>.txt``.
 """
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
@@ -15,7 +21,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-__all__ = ['SHAPE_CLASSES', 'make_shapes_dataset']
+from ..visualize import voc_palette
+
+__all__ = ['SHAPE_CLASSES', 'LAYOUTS', 'make_shapes_dataset']
+
+LAYOUTS = ('coco', 'voc')
 
 SHAPE_CLASSES = ('circle', 'rectangle', 'triangle')
 
@@ -76,6 +86,51 @@ def _make_sample(rng: np.random.Generator, height: int, width: int, max_shapes: 
     return image, semantic, boxes
 
 
+def _voc_xml(stem: str, width: int, height: int, boxes) -> bytes:
+    root = ET.Element('annotation')
+    ET.SubElement(root, 'folder').text = 'shapes'
+    ET.SubElement(root, 'filename').text = f'{stem}.jpg'
+    size = ET.SubElement(root, 'size')
+    for key, value in (('width', width), ('height', height), ('depth', 3)):
+        ET.SubElement(size, key).text = str(value)
+    ET.SubElement(root, 'segmented').text = '1'
+    for (x, y, w, h), cls, _ in boxes:
+        obj = ET.SubElement(root, 'object')
+        ET.SubElement(obj, 'name').text = SHAPE_CLASSES[cls - 1]
+        ET.SubElement(obj, 'pose').text = 'Unspecified'
+        touches_border = x <= 0 or y <= 0 or x + w >= width or y + h >= height
+        ET.SubElement(obj, 'truncated').text = str(int(touches_border))
+        ET.SubElement(obj, 'difficult').text = str(int(min(w, h) < 8))
+        box = ET.SubElement(obj, 'bndbox')
+        # VOC pixel indices are 1-based and inclusive: the first column x is xmin x + 1, the last x + w - 1 is x + w
+        for key, value in (('xmin', x + 1), ('ymin', y + 1), ('xmax', x + w), ('ymax', y + h)):
+            ET.SubElement(box, key).text = str(int(value))
+    return ET.tostring(root)
+
+
+def _with_void_outlines(semantic: np.ndarray, width: int = 2) -> np.ndarray:
+    """VOC-style masks: 255 ('void') on a band along the boundaries between classes."""
+    padded = np.pad(semantic, 1, mode='edge')
+    edge = np.zeros(semantic.shape, bool)
+    for dy, dx in ((0, 1), (1, 0), (1, 2), (2, 1)):
+        edge |= padded[dy:dy + semantic.shape[0], dx:dx + semantic.shape[1]] != semantic
+    for _ in range(width - 1):
+        grown = np.pad(edge, 1)
+        edge = edge | grown[:-2, 1:-1] | grown[2:, 1:-1] | grown[1:-1, :-2] | grown[1:-1, 2:]
+    out = semantic.copy()
+    out[edge] = 255
+    return out
+
+
+def _write_voc_sample(root: Path, stem: str, image: np.ndarray, semantic: np.ndarray, boxes) -> None:
+    height, width = semantic.shape
+    Image.fromarray(image).save(root / 'JPEGImages' / f'{stem}.jpg', quality=85)
+    (root / 'Annotations' / f'{stem}.xml').write_bytes(_voc_xml(stem, width, height, boxes))
+    mask = Image.fromarray(_with_void_outlines(semantic), mode='P')
+    mask.putpalette([c for color in voc_palette(256) for c in color])
+    mask.save(root / 'SegmentationClass' / f'{stem}.png')
+
+
 def make_shapes_dataset(
         root: Union[str, Path],
         splits: Dict[str, int] = None,
@@ -83,8 +138,9 @@ def make_shapes_dataset(
         max_shapes: int = 4,
         seed: int = 0,
         progress: bool = True,
+        layout: str = 'coco',
 ) -> Dict[str, Path]:
-    """Write the shapes dataset and return the COCO json path of each split.
+    """Write the shapes dataset and return the annotation file of each split (COCO json, or the VOC split file).
 
     Args:
         root: output folder.
@@ -93,20 +149,32 @@ def make_shapes_dataset(
         max_shapes: at most this many shapes per image (at least one).
         seed: the same seed writes the same files.
         progress: show a tqdm bar.
+        layout: 'coco' (PNG images, COCO json, index masks) or 'voc' (a Pascal VOC folder, see above).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
     splits = splits or {'train': 200, 'val': 50}
     root = Path(root)
     height, width = image_size
+    if layout == 'voc':
+        for sub in ('JPEGImages', 'Annotations', 'SegmentationClass', 'ImageSets/Main', 'ImageSets/Segmentation'):
+            (root / sub).mkdir(parents=True, exist_ok=True)
     out = {}
     for split_index, (split, count) in enumerate(splits.items()):
         rng = np.random.default_rng([seed, split_index])
-        (root / 'images' / split).mkdir(parents=True, exist_ok=True)
-        (root / 'masks' / split).mkdir(parents=True, exist_ok=True)
-        (root / 'annotations').mkdir(parents=True, exist_ok=True)
+        if layout == 'coco':
+            (root / 'images' / split).mkdir(parents=True, exist_ok=True)
+            (root / 'masks' / split).mkdir(parents=True, exist_ok=True)
+            (root / 'annotations').mkdir(parents=True, exist_ok=True)
         coco = dict(images=[], annotations=[], categories=[
             dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(SHAPE_CLASSES)])
+        stems = []
         for image_id in tqdm(range(1, count + 1), desc=f'shapes/{split}', disable=not progress):
             image, semantic, boxes = _make_sample(rng, height, width, max_shapes)
+            if layout == 'voc':
+                stems.append(f'{split}_{image_id:06d}')
+                _write_voc_sample(root, stems[-1], image, semantic, boxes)
+                continue
             name = f'{image_id:06d}.png'
             Image.fromarray(image).save(root / 'images' / split / name)
             Image.fromarray(semantic).save(root / 'masks' / split / name)
@@ -115,6 +183,11 @@ def make_shapes_dataset(
                 coco['annotations'].append(dict(
                     id=len(coco['annotations']) + 1, image_id=image_id, category_id=cls,
                     bbox=bbox, area=area, iscrowd=0))
+        if layout == 'voc':
+            for sub in ('Main', 'Segmentation'):
+                (root / 'ImageSets' / sub / f'{split}.txt').write_text(''.join(f'{s}\n' for s in stems))
+            out[split] = root / 'ImageSets' / 'Main' / f'{split}.txt'
+            continue
         path = root / 'annotations' / f'{split}.json'
         path.write_text(json.dumps(coco))
         out[split] = path

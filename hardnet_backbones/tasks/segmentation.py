@@ -7,7 +7,7 @@ from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader
 
-from ..data.segmentation import cityscapes_segmentation, folder_segmentation, voc_segmentation
+from ..data.segmentation import VOC_SEG_CLASSES, cityscapes_segmentation, folder_segmentation, voc_segmentation
 from ..data.shapes import SHAPE_CLASSES
 from ..data.transforms import segmentation_eval_transform, segmentation_train_transform
 from ..distributed import DistInfo
@@ -42,7 +42,7 @@ class SegmentationTask(BuiltInTask):
         if len(roots) > 1:
             raise ConfigError('data.root: a list of roots is only supported for voc detection')
         root = roots[0]
-        if data.class_names is not None and data.format != 'folder':
+        if data.class_names is not None and data.format not in ('folder', 'voc'):
             raise ConfigError(f'data.class_names: the {data.format} format has its own class list; remove the key')
         if data.mask_values is not None and data.format == 'cityscapes':
             raise ConfigError('data.mask_values: cityscapes masks are mapped by data.cityscapes_labels; remove the key')
@@ -50,7 +50,8 @@ class SegmentationTask(BuiltInTask):
         if data.format == 'voc':
             if data.mask_values:
                 raise ConfigError('data.mask_values: VOC masks are class indices already; remove the key')
-            return voc_segmentation(root, split, transform, exif_orientation=exif)
+            return voc_segmentation(root, split, transform, exif_orientation=exif,
+                                    class_names=data.class_names or VOC_SEG_CLASSES)
         if data.format == 'cityscapes':
             return cityscapes_segmentation(root, split, transform, labels=data.cityscapes_labels,
                                            exif_orientation=exif)
