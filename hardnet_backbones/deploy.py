@@ -34,6 +34,13 @@ __all__ = ['optimize_for_inference', 'quantize_to_onnx', 'OnnxRuntimeModel', 'qu
 _ALWAYS_QUANTIZED = ('Conv', 'Gemm', 'MatMul')
 
 
+def _require_export_extra() -> None:
+    import importlib.util
+    missing = [m for m in ('onnx', 'onnxruntime') if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f'{" and ".join(missing)} not installed: pip install "hardnet-backbones[export]"')
+
+
 def _nodes_to_quantize(onnx_model: Any, kind: str) -> Optional[List[str]]:
     """Classifiers and feature extractors: every node onnxruntime can quantize (None). Detectors and
     segmenters: the backbone whole, elsewhere only convolutions and matrix products, so that box decoding,
@@ -85,6 +92,7 @@ def quantize_to_onnx(
         ImportError: onnx / onnxruntime missing (``pip install hardnet-backbones[export]``).
         ValueError: no calibration inputs, or of the wrong shape.
     """
+    _require_export_extra()
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -129,6 +137,7 @@ class OnnxRuntimeModel(nn.Module):
 
     def __init__(self, path: Union[str, Path], kind: str, num_threads: Optional[int] = None):
         super().__init__()
+        _require_export_extra()
         import onnxruntime as ort
         if kind not in KINDS:
             raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')

@@ -106,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             report['int8'] = _export_int8(args, model, kind, name, out, size)
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, ImportError) as e:
         _logger.error('%s', e)
         return 2
     (out / f'{name}.export.json').write_text(json.dumps(report, indent=2))
