@@ -2,13 +2,17 @@
 exported file on the validation data (hardnet-evaluate --onnx)."""
 import json
 
+import numpy as np
 import onnx
 import pytest
 import timm
 import torch
+from PIL import Image
 
+from hardnet_backbones.cli import detect as detect_cli
 from hardnet_backbones.cli import evaluate as evaluate_cli
 from hardnet_backbones.cli import export as export_cli
+from hardnet_backbones.cli import segment as segment_cli
 from hardnet_backbones.deploy import OnnxRuntimeModel, optimize_for_inference, quantize_to_onnx, quantized_node_count
 from hardnet_backbones.detection import create_detection_model
 from hardnet_backbones.segmentation import create_segmentation_model
@@ -170,6 +174,39 @@ def test_exported_files_are_evaluated_on_the_validation_data(runs, task, tmp_pat
     assert evaluate_cli.main(['--checkpoint', str(checkpoint), '--onnx', int8_file]) == 0
     saved = json.loads((checkpoint.parent / f'eval_{int8_file.rsplit("/", 1)[1].replace(".", "_")}.json').read_text())
     assert saved['onnx'] == int8_file and 0 <= saved['metrics'][metric] <= 1
+
+
+def test_detect_and_segment_run_an_exported_file_like_the_checkpoint(runs, tmp_path, monkeypatch):  # noqa: F811
+    images = str(runs['data'] / 'images' / 'val')
+    calls = []
+    forward = OnnxRuntimeModel.forward
+    monkeypatch.setattr(OnnxRuntimeModel, 'forward', lambda self, x: calls.append(self.path) or forward(self, x))
+    det = _with_spread_scores(runs['det'], tmp_path / 'det' / 'last.pth')
+    for checkpoint, tool, report in ((det, detect_cli, 'detections.json'), (runs['seg'], segment_cli, None)):
+        out = tmp_path / checkpoint.parent.name
+        assert export_cli.main(['--checkpoint', str(checkpoint), '--image-size', '64', '80', '--no-torchscript',
+                                '--output', str(out / 'export')]) == 0
+        onnx_file = str(next((out / 'export').glob('*.onnx')))
+        assert tool.main([images, '--checkpoint', str(checkpoint), '--out-dir', str(out / 'torch')]) == 0
+        assert not calls
+        assert tool.main([images, '--checkpoint', str(checkpoint), '--onnx', onnx_file,
+                          '--out-dir', str(out / 'onnx')]) == 0
+        assert calls and all(str(path) == onnx_file for path in calls)
+        calls.clear()
+        if report:  # the same boxes, labels and scores (float rounding aside)
+            expected = json.loads((out / 'torch' / report).read_text())
+            got = json.loads((out / 'onnx' / report).read_text())
+            assert list(got) == list(expected) and any(expected.values())
+            for image in expected:
+                assert [d['label'] for d in got[image]] == [d['label'] for d in expected[image]]
+                for g, e in zip(got[image], expected[image]):
+                    assert g['box'] == pytest.approx(e['box'], abs=1e-3)
+                    assert g['score'] == pytest.approx(e['score'], abs=1e-4)
+        else:  # the same class masks
+            masks = [p for p in sorted((out / 'torch').glob('*.png')) if not p.stem.endswith('_overlay')]
+            assert len(masks) == 2
+            for mask in masks:
+                assert np.array_equal(np.asarray(Image.open(mask)), np.asarray(Image.open(out / 'onnx' / mask.name)))
 
 
 def test_deployment_tools_refuse_bad_input_with_one_line(runs, tmp_path, caplog):  # noqa: F811

@@ -43,6 +43,9 @@ def add_prediction_args(parser: argparse.ArgumentParser, default_out_dir: str) -
     parser.add_argument('images', nargs='+',
                         help='image files, folders (their images) or glob patterns such as "photos/**/*.jpg"')
     parser.add_argument('--checkpoint', required=True, help='training checkpoint (best.pth / last.pth)')
+    parser.add_argument('--onnx', default=None, metavar='FILE',
+                        help='run this ONNX file exported from CHECKPOINT (hardnet-export, e.g. its --int8 file) in '
+                             'onnxruntime on the CPU instead of the PyTorch model; the checkpoint gives the classes')
     parser.add_argument('--out-dir', default=default_out_dir, help='output folder (default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
@@ -54,7 +57,10 @@ def prepare_prediction(args: argparse.Namespace, task: str):
     from ..tasks import load_trained_model
 
     paths = expand_image_paths(args.images)
-    trained = load_trained_model(args.checkpoint, args.device, task=task)
+    trained = load_trained_model(args.checkpoint, 'cpu' if args.onnx else args.device, task=task)
+    if args.onnx:
+        from ..deploy import OnnxRuntimeModel
+        trained.model = OnnxRuntimeModel(args.onnx, task)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return paths, trained, out_dir

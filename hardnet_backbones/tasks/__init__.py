@@ -190,7 +190,8 @@ class TrainedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        parameter = next(self.model.parameters(), None)  # an OnnxRuntimeModel has none and runs on the CPU
+        return parameter.device if parameter is not None else torch.device('cpu')
 
     def preprocess(self, image: Union[np.ndarray, Image.Image]) -> torch.Tensor:
         """An RGB image (HWC uint8 array or PIL) -> the ``(3, H, W)`` float tensor the model takes:
