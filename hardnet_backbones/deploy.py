@@ -28,7 +28,8 @@ from .errors import CheckpointError
 from .export import KINDS, export_onnx
 from .fuse import fuse_for_inference
 
-__all__ = ['optimize_for_inference', 'quantize_to_onnx', 'OnnxRuntimeModel', 'quantized_node_count']
+__all__ = ['optimize_for_inference', 'quantize_to_onnx', 'OnnxRuntimeModel', 'quantized_node_count',
+           'calibration_images']
 
 # the float-to-int8 conversion is onnxruntime's; what it is given to convert is ours to choose
 _ALWAYS_QUANTIZED = ('Conv', 'Gemm', 'MatMul')
