@@ -12,7 +12,7 @@ from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 from .errors import ConfigError, DownloadError
 from .hub import load_weights_file
 from .image_io import read_image
-from .predict import batched
+from .predict import batched, model_device
 
 __all__ = ['Prediction', 'create_classifier_model', 'classify_images']
 
@@ -86,7 +86,7 @@ def classify_images(
         batch_size: images per forward pass.
         progress: show a progress bar.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     transform = create_transform(**resolve_model_data_config(model), is_training=False)
     num_classes = model.get_classifier().out_features
     if class_names is None:

@@ -17,7 +17,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .errors import DataError
 from .image_io import IMAGE_SUFFIXES
 
-__all__ = ['expand_image_paths', 'batched', 'image_to_input', 'segment_logits', 'SEGMENT_MODES']
+__all__ = ['expand_image_paths', 'batched', 'image_to_input', 'model_device', 'segment_logits', 'SEGMENT_MODES']
 
 T = TypeVar('T')
 SEGMENT_MODES = ('whole', 'slide')
@@ -67,6 +67,12 @@ def image_to_input(image: Union[np.ndarray, Image.Image], task: str) -> torch.Te
         std = torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
         tensor = (tensor - mean) / std
     return tensor
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live; the CPU for a model without any (an onnxruntime model)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device('cpu')
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -171,9 +171,11 @@ def test_exported_files_are_evaluated_on_the_validation_data(runs, task, tmp_pat
                               '--output', str(tmp_path / 'float.json')]) == 0
     onnx_metrics = json.loads((tmp_path / 'float.json').read_text())['metrics']
     assert onnx_metrics[metric] == pytest.approx(torch_metrics[metric], abs=1e-3)
-    assert evaluate_cli.main(['--checkpoint', str(checkpoint), '--onnx', int8_file]) == 0
+    visuals = tmp_path / 'visuals'
+    assert evaluate_cli.main(['--checkpoint', str(checkpoint), '--onnx', int8_file, '--visuals', str(visuals)]) == 0
     saved = json.loads((checkpoint.parent / f'eval_{int8_file.rsplit("/", 1)[1].replace(".", "_")}.json').read_text())
     assert saved['onnx'] == int8_file and 0 <= saved['metrics'][metric] <= 1
+    assert len(list(visuals.glob('*.png'))) == 1  # train.save_images=1: the predictions drawn
 
 
 def test_detect_and_segment_run_an_exported_file_like_the_checkpoint(runs, tmp_path, monkeypatch):  # noqa: F811

@@ -77,11 +77,12 @@ class Task:
     @torch.inference_mode()
     def save_visuals(self, model: torch.nn.Module, val_set: Dataset, out_dir, count: int) -> List[str]:
         """Draw ``count`` validation predictions as PNG files; returns their paths."""
+        from ..predict import model_device
         from .checkpoint import write_atomic
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        device = next(model.parameters()).device
+        device = model_device(model)
         model.eval()
         paths = []
         for index in range(min(count, len(val_set))):

@@ -13,7 +13,7 @@ from PIL import Image
 from ..engine.config import Config, DataConfig, config_from_dict
 from ..engine.task import Task, register_task
 from ..errors import CheckpointError, ConfigError, DownloadError
-from ..predict import image_to_input
+from ..predict import image_to_input, model_device
 from ..state_dict import match_state_dict
 
 __all__ = ['BuiltInTask', 'TrainedModel', 'build_model_from_config', 'check_model_config', 'load_trained_model',
@@ -190,8 +190,7 @@ class TrainedModel:
 
     @property
     def device(self) -> torch.device:
-        parameter = next(self.model.parameters(), None)  # an OnnxRuntimeModel has none and runs on the CPU
-        return parameter.device if parameter is not None else torch.device('cpu')
+        return model_device(self.model)
 
     def preprocess(self, image: Union[np.ndarray, Image.Image]) -> torch.Tensor:
         """An RGB image (HWC uint8 array or PIL) -> the ``(3, H, W)`` float tensor the model takes:
