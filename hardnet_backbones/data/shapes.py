@@ -15,7 +15,7 @@ Layout written under ``root`` (deterministic for a given seed):
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, Iterable, List, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -122,13 +122,42 @@ def _with_void_outlines(semantic: np.ndarray, width: int = 2) -> np.ndarray:
     return out
 
 
-def _write_voc_sample(root: Path, stem: str, image: np.ndarray, semantic: np.ndarray, boxes) -> None:
-    height, width = semantic.shape
-    Image.fromarray(image).save(root / 'JPEGImages' / f'{stem}.jpg', quality=85)
-    (root / 'Annotations' / f'{stem}.xml').write_bytes(_voc_xml(stem, width, height, boxes))
-    mask = Image.fromarray(_with_void_outlines(semantic), mode='P')
-    mask.putpalette([c for color in voc_palette(256) for c in color])
-    mask.save(root / 'SegmentationClass' / f'{stem}.png')
+def _write_voc_split(root: Path, split: str, samples: Iterable) -> Path:
+    """The samples as ``<split>_<n>`` in a VOC folder; returns the ``ImageSets/Main`` split file."""
+    stems = []
+    for image_id, (image, semantic, boxes) in enumerate(samples, start=1):
+        stem = f'{split}_{image_id:06d}'
+        height, width = semantic.shape
+        Image.fromarray(image).save(root / 'JPEGImages' / f'{stem}.jpg', quality=85)
+        (root / 'Annotations' / f'{stem}.xml').write_bytes(_voc_xml(stem, width, height, boxes))
+        mask = Image.fromarray(_with_void_outlines(semantic), mode='P')
+        mask.putpalette([c for color in voc_palette(256) for c in color])
+        mask.save(root / 'SegmentationClass' / f'{stem}.png')
+        stems.append(stem)
+    for sub in ('Main', 'Segmentation'):
+        (root / 'ImageSets' / sub).mkdir(parents=True, exist_ok=True)
+        (root / 'ImageSets' / sub / f'{split}.txt').write_text(''.join(f'{s}\n' for s in stems))
+    return root / 'ImageSets' / 'Main' / f'{split}.txt'
+
+
+def _write_coco_split(root: Path, split: str, samples: Iterable) -> Path:
+    """The samples as ``images/<split>/<n>.png``, ``masks/<split>/<n>.png``; returns the COCO json."""
+    (root / 'annotations').mkdir(parents=True, exist_ok=True)
+    coco = dict(images=[], annotations=[], categories=[
+        dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(SHAPE_CLASSES)])
+    for image_id, (image, semantic, boxes) in enumerate(samples, start=1):
+        name = f'{image_id:06d}.png'
+        Image.fromarray(image).save(root / 'images' / split / name)
+        Image.fromarray(semantic).save(root / 'masks' / split / name)
+        height, width = semantic.shape
+        coco['images'].append(dict(id=image_id, file_name=name, width=width, height=height))
+        for bbox, cls, area in boxes:
+            coco['annotations'].append(dict(
+                id=len(coco['annotations']) + 1, image_id=image_id, category_id=cls,
+                bbox=bbox, area=area, iscrowd=0))
+    path = root / 'annotations' / f'{split}.json'
+    path.write_text(json.dumps(coco))
+    return path
 
 
 def make_shapes_dataset(
@@ -156,39 +185,17 @@ def make_shapes_dataset(
     splits = splits or {'train': 200, 'val': 50}
     root = Path(root)
     height, width = image_size
-    if layout == 'voc':
-        for sub in ('JPEGImages', 'Annotations', 'SegmentationClass', 'ImageSets/Main', 'ImageSets/Segmentation'):
-            (root / sub).mkdir(parents=True, exist_ok=True)
     out = {}
     for split_index, (split, count) in enumerate(splits.items()):
         rng = np.random.default_rng([seed, split_index])
-        if layout == 'coco':
-            (root / 'images' / split).mkdir(parents=True, exist_ok=True)
-            (root / 'masks' / split).mkdir(parents=True, exist_ok=True)
-            (root / 'annotations').mkdir(parents=True, exist_ok=True)
-        coco = dict(images=[], annotations=[], categories=[
-            dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(SHAPE_CLASSES)])
-        stems = []
-        for image_id in tqdm(range(1, count + 1), desc=f'shapes/{split}', disable=not progress):
-            image, semantic, boxes = _make_sample(rng, height, width, max_shapes)
-            if layout == 'voc':
-                stems.append(f'{split}_{image_id:06d}')
-                _write_voc_sample(root, stems[-1], image, semantic, boxes)
-                continue
-            name = f'{image_id:06d}.png'
-            Image.fromarray(image).save(root / 'images' / split / name)
-            Image.fromarray(semantic).save(root / 'masks' / split / name)
-            coco['images'].append(dict(id=image_id, file_name=name, width=width, height=height))
-            for bbox, cls, area in boxes:
-                coco['annotations'].append(dict(
-                    id=len(coco['annotations']) + 1, image_id=image_id, category_id=cls,
-                    bbox=bbox, area=area, iscrowd=0))
         if layout == 'voc':
-            for sub in ('Main', 'Segmentation'):
-                (root / 'ImageSets' / sub / f'{split}.txt').write_text(''.join(f'{s}\n' for s in stems))
-            out[split] = root / 'ImageSets' / 'Main' / f'{split}.txt'
-            continue
-        path = root / 'annotations' / f'{split}.json'
-        path.write_text(json.dumps(coco))
-        out[split] = path
+            folders = [root / 'JPEGImages', root / 'Annotations', root / 'SegmentationClass']
+        else:
+            folders = [root / 'images' / split, root / 'masks' / split]
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        samples = (_make_sample(rng, height, width, max_shapes)
+                   for _ in tqdm(range(count), desc=f'shapes/{split}', disable=not progress))
+        write_split = _write_voc_split if layout == 'voc' else _write_coco_split
+        out[split] = write_split(root, split, samples)
     return out
