@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from .errors import CheckpointError
-from .export import KINDS, export_onnx
+from .export import KINDS, export_onnx, onnx_input_name
 from .fuse import fuse_for_inference
 
 __all__ = ['optimize_for_inference', 'quantize_to_onnx', 'OnnxRuntimeModel', 'quantized_node_count',
@@ -105,8 +105,7 @@ def quantize_to_onnx(
         def get_next(self) -> Optional[dict]:
             return next(self.feeds, None)
 
-    input_name = 'image' if kind == 'detection' else 'images'
-    feeds = _calibration_feeds(calibration, kind, input_name)
+    feeds = _calibration_feeds(calibration, kind, onnx_input_name(kind))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,7 +152,7 @@ class OnnxRuntimeModel(nn.Module):
             raise CheckpointError(f'{path} is not a readable ONNX model: {e}') from e
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
-        expected_input = 'image' if kind == 'detection' else 'images'
+        expected_input = onnx_input_name(kind)
         if self.input_name != expected_input:
             raise CheckpointError(f'{path} takes an input {self.input_name!r}, not the {expected_input!r} of a '
                                   f'{kind} model exported by hardnet-export')

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ['KINDS', 'export_onnx', 'export_torchscript', 'validate_onnx', 'validate_torchscript', 'output_names']
+__all__ = ['KINDS', 'onnx_input_name', 'export_onnx', 'export_torchscript', 'validate_onnx', 'validate_torchscript',
+           'output_names']
 
 KINDS = ('classification', 'features', 'detection', 'segmentation')
 
@@ -61,6 +62,11 @@ def _example(kind: str, image_size: Tuple[int, int], batch: int = 1) -> torch.Te
     return torch.randn(batch, 3, h, w)
 
 
+def onnx_input_name(kind: str) -> str:
+    """The name of an exported file's input: ``image`` for detectors (one image), ``images`` otherwise (a batch)."""
+    return 'image' if kind == 'detection' else 'images'
+
+
 def output_names(model: nn.Module, kind: str, image_size: Tuple[int, int]) -> List[str]:
     """Names of the exported outputs, in order."""
     if kind == 'classification':
@@ -106,7 +112,7 @@ def export_onnx(
     model = model.eval()
     names = output_names(model, kind, image_size)
     wrapped = _wrap(model, kind, names).eval()
-    input_name = 'image' if kind == 'detection' else 'images'
+    input_name = onnx_input_name(kind)
     dynamic_axes: Optional[Dict[str, Dict[int, str]]] = None
     if dynamic:
         if kind == 'detection':
