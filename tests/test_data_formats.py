@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 
 from hardnet_backbones.data.detection import CocoDetectionDataset, VOCDetectionDataset, coco_from_dict
 from hardnet_backbones.data.segmentation import cityscapes_segmentation, folder_segmentation
-from hardnet_backbones.engine.config import load_config
-from hardnet_backbones.errors import DataError, user_message
+from hardnet_backbones.engine.config import config_to_dict, load_config
+from hardnet_backbones.errors import ConfigError, DataError, user_message
 from hardnet_backbones.evaluation.detection import coco_map, voc_ap50
 from hardnet_backbones.image_io import read_image_array, read_mask
 from hardnet_backbones.engine.task import create_task
@@ -320,6 +320,9 @@ def test_generated_voc_folder_reads_back_the_boxes_and_masks_of_the_coco_layout(
                                          'data.class_names=[background, circle, rectangle, triangle]'])
         seg = create_task(seg_cfg).build_dataset(split, train=False)
         assert seg.class_names == ['background', *SHAPE_CLASSES]
+        with pytest.raises(ConfigError, match='model.num_classes=5 but data.class_names lists 4 classes'):
+            create_task(load_config(base=config_to_dict(seg_cfg), overrides=['model.num_classes=5'])).build_dataset(
+                split, train=False)
         reference = folder_segmentation(tmp_path / 'coco', split, ['background', *SHAPE_CLASSES])
         for i in range(len(seg)):
             mask, expected_mask = seg[i][1], reference[i][1]

@@ -50,8 +50,7 @@ class SegmentationTask(BuiltInTask):
         if data.format == 'voc':
             if data.mask_values:
                 raise ConfigError('data.mask_values: VOC masks are class indices already; remove the key')
-            return voc_segmentation(root, split, transform, exif_orientation=exif,
-                                    class_names=data.class_names or VOC_SEG_CLASSES)
+            return voc_segmentation(root, split, transform, exif_orientation=exif, class_names=self.class_names())
         if data.format == 'cityscapes':
             return cityscapes_segmentation(root, split, transform, labels=data.cityscapes_labels,
                                            exif_orientation=exif)
@@ -62,10 +61,13 @@ class SegmentationTask(BuiltInTask):
             f'data.format: {data.format!r} is not a segmentation format (voc, cityscapes, folder, shapes)')
 
     def class_names(self) -> List[str]:
-        """Classes of the folder and shapes formats: ``data.class_names``, else ``class_<i>``."""
+        """Classes of the shapes, VOC and folder formats: shapes' own; ``data.class_names`` (checked against
+        ``model.num_classes``); else VOC's 21 classes, or ``class_<i>`` for a folder."""
         data, num_classes = self.cfg.data, self.cfg.model.num_classes
         if data.format == 'shapes':
             return ['background', *SHAPE_CLASSES]
+        if data.format == 'voc' and data.class_names is None:
+            return list(VOC_SEG_CLASSES)
         if data.class_names is not None:
             if num_classes is not None and num_classes != len(data.class_names):
                 raise ConfigError(f'model.num_classes={num_classes} but data.class_names lists '
