@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-timm test-min lint gpu-check clean
+.PHONY: install demo test test-fast test-timm test-min lint gpu-check clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
+
+# the inner loop: everything but the slow and subprocess tests (make test, what CI runs, is the whole suite)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not subprocess"
 
 # timm's own tests/test_models.py (from the installed timm's source distribution) on the HarDNet models
 test-timm: $(STAMP)
@@ -41,6 +45,8 @@ gpu-check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/python -m flake8
+	$(BIN)/python -m isort --check-only --diff hardnet_backbones tools tests benchmarks
+	$(BIN)/python -m yamllint --strict configs .pre-commit-config.yaml .yamllint
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) runs .cache

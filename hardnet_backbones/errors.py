@@ -5,7 +5,7 @@ and keeps its traceback.
 """
 
 __all__ = ['HardnetError', 'ConfigError', 'DataError', 'CheckpointError', 'DownloadError', 'DiskFullError',
-           'user_message']
+           'MissingExtraError', 'user_message']
 
 
 class HardnetError(Exception):
@@ -37,6 +37,10 @@ class DownloadError(HardnetError, RuntimeError):
 
 class DiskFullError(HardnetError, OSError):
     """A file could not be written because its disk is full."""
+
+
+class MissingExtraError(HardnetError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
 
 
 def user_message(error: BaseException) -> str:

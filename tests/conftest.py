@@ -1,14 +1,15 @@
+"""Fixtures shared by the whole suite: one generated shapes set, one pair of tiny trained runs, private caches."""
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
 import hardnet_backbones  # noqa: F401  (registers the models with timm)
+from hardnet_backbones.data.shapes import make_shapes_dataset
 
-MODEL_NAMES = ['hardnet39ds', 'hardnet68ds', 'hardnet68', 'hardnet85']
-KEYS_JSON = Path(__file__).resolve().parent / 'data' / 'hardnet_checkpoint_keys.json'
+from .helpers import (
+    DETECTION, KEYS_JSON, SEGMENTATION, detection_overrides, scale_coco_category_ids, segmentation_overrides)
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -19,18 +20,30 @@ def published_keys():
     return json.loads(KEYS_JSON.read_text())['keys']
 
 
-def randomize_bn_stats(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial statistics so that wrong wiring shows up in the outputs."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-
-
 @pytest.fixture(autouse=True, scope='session')
 def _private_cache_dir(tmp_path_factory):
     """Mask-scan caches go to a folder of this test session, never the user's ~/.cache."""
     os.environ['HARDNET_CACHE_DIR'] = str(tmp_path_factory.mktemp('hardnet_cache'))
+
+
+@pytest.fixture(scope='session')
+def shapes_root(tmp_path_factory):
+    """The tiny generated shapes set (COCO layout and masks: 4 train, 2 val images of 64x80) every run test uses."""
+    root = tmp_path_factory.mktemp('shapes')
+    make_shapes_dataset(root, {'train': 4, 'val': 2}, image_size=(64, 80), max_shapes=2, seed=3, progress=False)
+    return root
+
+
+@pytest.fixture(scope='session')
+def runs(tmp_path_factory):
+    """A tiny trained segmenter and a detector on shapes data whose COCO category ids are 10, 20, 30."""
+    from hardnet_backbones.engine import trainer
+    from hardnet_backbones.engine.config import load_config
+
+    root = tmp_path_factory.mktemp('tools')
+    data = root / 'data'
+    make_shapes_dataset(data, {'train': 2, 'val': 2}, image_size=(64, 80), max_shapes=2, seed=5, progress=False)
+    scale_coco_category_ids(data, 10)
+    trainer.train(load_config(SEGMENTATION, segmentation_overrides(data, root / 'seg', epochs=1, workers=0)))
+    trainer.train(load_config(DETECTION, detection_overrides(data, root / 'det', epochs=1, workers=0)))
+    return dict(data=data, seg=root / 'seg' / 'last.pth', det=root / 'det' / 'last.pth')

@@ -8,13 +8,14 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from hardnet_backbones.data.detection import CocoDetectionDataset, VOCDetectionDataset, coco_from_dict
+from hardnet_backbones.data.image_io import read_image_array, read_mask
+from hardnet_backbones.data.palettes import IGNORE_COLOR, color_palette
 from hardnet_backbones.data.segmentation import cityscapes_segmentation, folder_segmentation
 from hardnet_backbones.engine.config import config_to_dict, load_config
+from hardnet_backbones.engine.task import create_task
 from hardnet_backbones.errors import ConfigError, DataError, user_message
 from hardnet_backbones.evaluation.detection import coco_map, voc_ap50
-from hardnet_backbones.image_io import read_image_array, read_mask
-from hardnet_backbones.engine.task import create_task
-from hardnet_backbones.visualize import IGNORE_COLOR, color_palette, overlay_segmentation
+from hardnet_backbones.visualization.draw import overlay_segmentation
 
 
 def _upright_scene(width=48, height=32):
@@ -288,7 +289,7 @@ def test_pictures_colour_class_zero_and_ignore_with_standard_palettes():
 
 def test_detection_pictures_use_the_dataset_palette():
     from hardnet_backbones.data.detection import VOC_CLASSES
-    from hardnet_backbones.visualize import draw_detections
+    from hardnet_backbones.visualization.draw import draw_detections
     image = torch.full((3, 400, 400), 0.5)
     picture = draw_detections(image, torch.tensor([[10., 10., 200., 200.]]), torch.tensor([15]),
                               torch.tensor([0.9]), VOC_CLASSES)

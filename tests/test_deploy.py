@@ -14,11 +14,11 @@ from hardnet_backbones.cli import evaluate as evaluate_cli
 from hardnet_backbones.cli import export as export_cli
 from hardnet_backbones.cli import segment as segment_cli
 from hardnet_backbones.deploy import OnnxRuntimeModel, optimize_for_inference, quantize_to_onnx, quantized_node_count
-from hardnet_backbones.detection import create_detection_model
-from hardnet_backbones.segmentation import create_segmentation_model
+from hardnet_backbones.models import create_model
 
-from .conftest import randomize_bn_stats
-from .test_tools import runs  # noqa: F401  (the tiny trained detector and segmenter)
+from .helpers import randomize_bn_stats
+
+pytestmark = pytest.mark.slow
 
 SIZE = (64, 64)
 
@@ -30,9 +30,9 @@ def _model(kind: str) -> torch.nn.Module:
     elif kind == 'features':
         model = timm.create_model('hardnet39ds', features_only=True, out_indices=(3, 4))
     elif kind == 'segmentation':
-        model = create_segmentation_model('lraspp_hardnet39ds', num_classes=3)
+        model = create_model('lraspp_hardnet39ds', num_classes=3)
     else:
-        model = create_detection_model('ssdlite320_hardnet39ds', num_classes=3)
+        model = create_model('ssdlite320_hardnet39ds', num_classes=3)
     randomize_bn_stats(model)
     return model.eval()
 
@@ -99,7 +99,7 @@ def test_int8_model_keeps_the_interface_of_each_kind(kind, tmp_path):
 
 def test_int8_follows_the_float_model_with_its_calibration_ranges():
     """Calibrated on data like the inputs, int8 logits stay near the float ones; calibrated on data of
-    another scale (ranges too narrow or too wide) they do not, so the calibration inputs are what sets them."""
+    another scale (ranges 10x too narrow or 100x too wide) they do not, so the calibration inputs are what sets them."""
     model = _model('classification')
     calibration = [torch.randn(2, 3, *SIZE, generator=torch.Generator().manual_seed(s)) for s in range(4)]
     x = _inputs('classification', 9, n=4)
@@ -112,7 +112,7 @@ def test_int8_follows_the_float_model_with_its_calibration_ranges():
 
     good = error(1.0)
     assert good < 0.45
-    assert good < 0.8 * error(0.1) and good < 0.8 * error(20.0)
+    assert good < 0.8 * error(0.1) and good < 0.8 * error(100.0)
 
 
 def test_int8_detector_keeps_pre_and_post_processing_float(tmp_path):
@@ -152,7 +152,7 @@ def _with_spread_scores(checkpoint, path):
 
 
 @pytest.mark.parametrize('task', ['det', 'seg'])
-def test_exported_files_are_evaluated_on_the_validation_data(runs, task, tmp_path):  # noqa: F811
+def test_exported_files_are_evaluated_on_the_validation_data(runs, task, tmp_path):
     """export --int8 writes both files; evaluate --onnx on the float file reproduces the PyTorch
     metrics, and on the int8 file reports its own, recorded next to the file's name."""
     checkpoint = runs[task] if task == 'seg' else _with_spread_scores(runs[task], tmp_path / 'det' / 'last.pth')
@@ -178,7 +178,7 @@ def test_exported_files_are_evaluated_on_the_validation_data(runs, task, tmp_pat
     assert len(list(visuals.glob('*.png'))) == 1  # train.save_images=1: the predictions drawn
 
 
-def test_detect_and_segment_run_an_exported_file_like_the_checkpoint(runs, tmp_path, monkeypatch):  # noqa: F811
+def test_detect_and_segment_run_an_exported_file_like_the_checkpoint(runs, tmp_path, monkeypatch):
     images = str(runs['data'] / 'images' / 'val')
     calls = []
     forward = OnnxRuntimeModel.forward
@@ -211,7 +211,7 @@ def test_detect_and_segment_run_an_exported_file_like_the_checkpoint(runs, tmp_p
                 assert np.array_equal(np.asarray(Image.open(mask)), np.asarray(Image.open(out / 'onnx' / mask.name)))
 
 
-def test_deployment_tools_refuse_bad_input_with_one_line(runs, tmp_path, caplog):  # noqa: F811
+def test_deployment_tools_refuse_bad_input_with_one_line(runs, tmp_path, caplog):
     out = tmp_path / 'export'
     caplog.clear()
     assert export_cli.main(['--checkpoint', str(runs['det']), '--int8', '--output', str(out)]) == 2

@@ -9,20 +9,21 @@ from PIL import Image
 
 from hardnet_backbones.data.detection import CocoDetectionDataset, VOCDetectionDataset, coco_from_dict
 from hardnet_backbones.data.transforms import detection_train_transform
-from hardnet_backbones.detection import DETECTION_MODELS, create_detection_model
 from hardnet_backbones.evaluation.detection import coco_map, voc_ap50
+from hardnet_backbones.models import create_model, list_models, ssdlite320_hardnet39ds
 
 from .reference_hardnet import RefHarDNet
 
-BUILDERS = sorted(DETECTION_MODELS)
+BUILDERS = list_models('detection')
 NUM_MAPS = {'ssd300_hardnet68': 6, 'ssd512_hardnet68': 7, 'ssd512_hardnet85': 7,
             'ssdlite320_hardnet39ds': 6, 'ssdlite320_hardnet68ds': 6}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', BUILDERS)
 def test_builder_train_and_eval_contract(name):
     torch.manual_seed(0)
-    model = create_detection_model(name, num_classes=4, size=128)
+    model = create_model(name, num_classes=4, size=128)
     images = [torch.rand(3, 96, 128), torch.rand(3, 80, 64)]  # different sizes in one batch
     targets = [dict(boxes=torch.tensor([[10., 12., 60., 70.]]), labels=torch.tensor([2])),
                dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64))]
@@ -52,11 +53,11 @@ def test_builder_train_and_eval_contract(name):
 
 def test_builders_are_keyword_only_and_validate():
     with pytest.raises(TypeError):
-        DETECTION_MODELS['ssdlite320_hardnet39ds'](4)
+        ssdlite320_hardnet39ds(4)
     with pytest.raises(ValueError, match='num_classes'):
-        create_detection_model('ssdlite320_hardnet39ds', num_classes=1)
-    with pytest.raises(ValueError, match='Unknown detection model'):
-        create_detection_model('ssd300_resnet')
+        create_model('ssdlite320_hardnet39ds', num_classes=1)
+    with pytest.raises(ValueError, match='unknown model'):
+        create_model('ssd300_resnet')
 
 
 @pytest.fixture(scope='module')
@@ -67,11 +68,12 @@ def hardnet39ds_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_weights_backbone_and_trainable_layers(hardnet39ds_weights):
     from torchvision.ops import FrozenBatchNorm2d
     reference = torch.load(hardnet39ds_weights, weights_only=True)
-    model = create_detection_model('ssdlite320_hardnet39ds', num_classes=3,
-                                   weights_backbone=str(hardnet39ds_weights), trainable_backbone_layers=2)
+    model = create_model('ssdlite320_hardnet39ds', num_classes=3,
+                         weights_backbone=str(hardnet39ds_weights), trainable_backbone_layers=2)
     body = model.backbone.body
     assert torch.equal(body.features_stem_conv1.conv.weight, reference['base.0.conv.weight'])
     # levels: stem(0), stride 4 (1), 8 (2), 16 (3), 32 (4): the last two train
@@ -80,13 +82,13 @@ def test_weights_backbone_and_trainable_layers(hardnet39ds_weights):
     assert all(p.requires_grad for p in body.features_block3.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
 
-    frozen = create_detection_model('ssdlite320_hardnet39ds', num_classes=3,
-                                    weights_backbone=str(hardnet39ds_weights), trainable_backbone_layers=0)
+    frozen = create_model('ssdlite320_hardnet39ds', num_classes=3,
+                          weights_backbone=str(hardnet39ds_weights), trainable_backbone_layers=0)
     assert not any(p.requires_grad for p in frozen.backbone.body.parameters())
     with pytest.raises(ValueError, match='trainable_backbone_layers'):
-        create_detection_model('ssdlite320_hardnet39ds', weights_backbone=str(hardnet39ds_weights),
-                               trainable_backbone_layers=9)
-    scratch = create_detection_model('ssdlite320_hardnet39ds', num_classes=3, trainable_backbone_layers=0)
+        create_model('ssdlite320_hardnet39ds', weights_backbone=str(hardnet39ds_weights),
+                     trainable_backbone_layers=9)
+    scratch = create_model('ssdlite320_hardnet39ds', num_classes=3, trainable_backbone_layers=0)
     assert all(p.requires_grad for p in scratch.parameters())  # torchvision: no weights -> all train
 
 
@@ -102,9 +104,10 @@ def _two_images():
     return images, targets
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss():
     torch.manual_seed(0)
-    model = create_detection_model('ssdlite320_hardnet39ds', num_classes=3, size=96).train()
+    model = create_model('ssdlite320_hardnet39ds', num_classes=3, size=96).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images, targets = _two_images()
     losses = []
@@ -266,10 +269,10 @@ def test_ssdlite_from_scratch_uses_torchvisions_scratch_recipe(name):
     """Without backbone weights, torchvision's SSDLite recipe: N(0, 0.03) convolutions, BatchNorm eps 1e-3 /
     momentum 0.03 (on the shapes demo it lifts COCO mAP from 0.39 to 0.59, equal to torchvision's MobileNetV3)."""
     torch.manual_seed(0)
-    backbone = create_detection_model(name, num_classes=4).backbone
+    backbone = create_model(name, num_classes=4).backbone
     norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(m.eps == 1e-3 and m.momentum == 0.03 for m in norms)
     weights = torch.cat([m.weight.flatten() for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)])
     assert weights.std().item() == pytest.approx(0.03, rel=0.05) and abs(weights.mean().item()) < 1e-3
-    ssd300 = create_detection_model('ssd300_hardnet68', num_classes=4).backbone  # SSD keeps He init
+    ssd300 = create_model('ssd300_hardnet68', num_classes=4).backbone  # SSD keeps He init
     assert all(m.momentum == 0.1 for m in ssd300.modules() if isinstance(m, torch.nn.BatchNorm2d))

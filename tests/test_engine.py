@@ -15,19 +15,11 @@ from hardnet_backbones.cli import detect as detect_cli
 from hardnet_backbones.cli import evaluate as evaluate_cli
 from hardnet_backbones.cli import make_shapes_dataset as shapes_cli
 from hardnet_backbones.cli import train as train_cli
-from hardnet_backbones.data.shapes import make_shapes_dataset
-from hardnet_backbones.engine import trainer
+from hardnet_backbones.engine import schedule
 from hardnet_backbones.engine.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / 'configs' / 'detection' / 'shapes_ssdlite320_hardnet39ds.yaml'
-
-
-@pytest.fixture(scope='module')
-def shapes_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    make_shapes_dataset(root, {'train': 4, 'val': 2}, image_size=(64, 80), max_shapes=2, seed=1, progress=False)
-    return root
 
 
 def _tiny_overrides(shapes_root, out_dir, epochs=2):
@@ -57,9 +49,10 @@ def test_config_overrides_and_errors(tmp_path):
 @pytest.mark.parametrize('path', sorted((ROOT / 'configs').glob('*/*.yaml')), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
     from hardnet_backbones.engine.config import validate_config
-    from hardnet_backbones.tasks import check_model_config, model_builders
+    from hardnet_backbones.models import get_model_entry
+    from hardnet_backbones.tasks import check_model_config
     cfg = load_config(path)
-    assert cfg.model.name in model_builders(cfg.task)
+    assert get_model_entry(cfg.model.name).task == cfg.task
     validate_config(cfg)
     check_model_config(cfg)
     assert cfg.data.num_workers >= 2 or 'shapes' not in path.name  # the tests run workers as the configs do
@@ -68,14 +61,15 @@ def test_every_shipped_config_is_valid(path):
 
 def test_lr_schedule_warmup_then_cosine():
     cfg = load_config(DEMO_CONFIG, ['train.epochs=10', 'train.warmup_epochs=1', 'train.scheduler=cosine'])
-    factor = trainer.build_lr_lambda(cfg, steps_per_epoch=10)
+    factor = schedule.build_lr_lambda(cfg, steps_per_epoch=10)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(10) == pytest.approx(1.0) and factor(55) == pytest.approx(0.5) and factor(100) == pytest.approx(0.0)
-    poly = trainer.build_lr_lambda(
+    poly = schedule.build_lr_lambda(
         load_config(DEMO_CONFIG, ['train.epochs=10', 'train.scheduler=poly', 'train.warmup_epochs=0']), 10)
     assert poly(60) == pytest.approx((1 - 0.6) ** 0.9)
 
 
+@pytest.mark.slow
 def test_train_writes_every_artifact(shapes_root, tmp_path):
     out = tmp_path / 'run'
     overrides = _tiny_overrides(shapes_root, out) + ['train.ema=true', 'train.ema_decay=0.5']
@@ -126,6 +120,8 @@ def test_bad_inputs_give_clear_errors(shapes_root, tmp_path, caplog):
     assert 'checkpoint not found' in caplog.text
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_ddp_with_two_gloo_processes(shapes_root, tmp_path):
     out = tmp_path / 'ddp'
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
@@ -150,8 +146,8 @@ def test_make_shapes_dataset_is_deterministic(tmp_path, capsys):
     assert len(a['images']) == 3 and {c['name'] for c in a['categories']} == {'circle', 'rectangle', 'triangle'}
     first = sorted((tmp_path / 'a' / 'images' / 'train').glob('*.png'))[0]
     assert first.read_bytes() == (tmp_path / 'b' / 'images' / 'train' / first.name).read_bytes()
-    from PIL import Image
     import numpy as np
+    from PIL import Image
     mask = np.asarray(Image.open(tmp_path / 'a' / 'masks' / 'train' / first.name))
     assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 1, 2, 3}
     # each box frames exactly the pixels of its class in the mask (visible part of the shape)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,39 +14,21 @@ import torch
 import yaml
 from PIL import Image
 
-from hardnet_backbones import distributed
 from hardnet_backbones.cli import evaluate as evaluate_cli
 from hardnet_backbones.cli import train as train_cli
 from hardnet_backbones.data.shapes import make_shapes_dataset
-from hardnet_backbones.distributed import DistInfo
-from hardnet_backbones.engine import checkpoint as checkpoint_module
-from hardnet_backbones.engine import trainer
+from hardnet_backbones.engine import loaders, trainer
 from hardnet_backbones.engine.config import load_config
 from hardnet_backbones.engine.task import create_task
 from hardnet_backbones.errors import DiskFullError
+from hardnet_backbones.utils import distributed, files
+from hardnet_backbones.utils.distributed import DistInfo
 
-ROOT = Path(__file__).resolve().parents[1]
-DETECTION = ROOT / 'configs' / 'detection' / 'shapes_ssdlite320_hardnet39ds.yaml'
-SEGMENTATION = ROOT / 'configs' / 'segmentation' / 'shapes_fcn_hardnet39ds.yaml'
+from .helpers import DETECTION, ROOT, SEGMENTATION, detection_overrides, segmentation_overrides
+
+pytestmark = pytest.mark.slow
+
 TIMING = ('epoch_seconds', 'images_per_second')
-
-
-@pytest.fixture(scope='module')
-def shapes_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    make_shapes_dataset(root, {'train': 4, 'val': 2}, image_size=(64, 80), max_shapes=2, seed=3, progress=False)
-    return root
-
-
-def _detection(shapes_root, out, epochs=2, workers=2, extra=()):
-    return [f'data.root={shapes_root}', f'output_dir={out}', f'train.epochs={epochs}', 'train.batch_size=2',
-            'train.eval_every=1', f'data.num_workers={workers}', 'model.kwargs={size: 64}', 'train.save_images=1',
-            'train.warmup_epochs=0', *extra]
-
-
-def _segmentation(shapes_root, out, epochs=2, workers=2):
-    return [f'data.root={shapes_root}', f'output_dir={out}', f'train.epochs={epochs}', 'train.batch_size=2',
-            f'data.num_workers={workers}', 'data.crop_size=[64, 64]', 'train.eval_every=1', 'train.save_images=1']
 
 
 # ---------------------------------------------------------------- augmentation with loader workers
@@ -58,21 +39,21 @@ def _epoch_images(loader, epoch):
 
 
 def test_augmentation_changes_per_epoch_and_repeats_after_restart_with_workers(shapes_root, tmp_path):
-    loaders = {}
+    train_loaders = {}
     for workers in (0, 2):
-        cfg = load_config(DETECTION, _detection(shapes_root, tmp_path, workers=workers))
+        cfg = load_config(DETECTION, detection_overrides(shapes_root, tmp_path, workers=workers))
         task = create_task(cfg)
         train_set, val_set = task.build_datasets()
-        loaders[workers] = lambda: trainer._loaders(cfg, task, train_set, val_set, DistInfo())[0]
-    loader = loaders[2]()
+        train_loaders[workers] = lambda: loaders.train_and_val_loaders(cfg, task, train_set, val_set, DistInfo())[0]
+    loader = train_loaders[2]()
     assert loader.persistent_workers and loader.num_workers == 2  # as the shipped configs run
     epochs = [_epoch_images(loader, epoch) for epoch in range(3)]
     for earlier, later in zip(epochs, epochs[1:]):  # an image may draw "no change" twice, not all of them
         assert sum(not torch.equal(earlier[i], later[i]) for i in earlier) >= len(earlier) - 1
-    in_process = loaders[0]()
+    in_process = train_loaders[0]()
     for epoch, images in enumerate(epochs):  # the workers saw the epoch that the main process set
         assert all(torch.equal(a, images[i]) for i, a in _epoch_images(in_process, epoch).items())
-    restarted = loaders[2]()  # new workers, as after a kill
+    restarted = train_loaders[2]()  # new workers, as after a kill
     assert all(torch.equal(a, epochs[2][i]) for i, a in _epoch_images(restarted, 2).items())
 
 
@@ -106,7 +87,8 @@ def _assert_same_run(out, reference):
 
 @pytest.mark.parametrize('kind', ['detection', 'segmentation'])
 def test_killed_and_resumed_with_workers_equals_uninterrupted(shapes_root, tmp_path, monkeypatch, kind):
-    config, overrides = (DETECTION, _detection) if kind == 'detection' else (SEGMENTATION, _segmentation)
+    config, overrides = (DETECTION, detection_overrides) if kind == 'detection' else (
+        SEGMENTATION, segmentation_overrides)
     trainer.train(load_config(config, overrides(shapes_root, tmp_path / 'full', epochs=3)))
     reference = _run_files(tmp_path / 'full')
 
@@ -134,24 +116,24 @@ class _Kill(BaseException):
 
 def _count_writes(monkeypatch):
     names = []
-    original = checkpoint_module._commit
+    original = files._commit
 
     def counting(tmp, path):
         names.append(path.name)
         original(tmp, path)
 
-    monkeypatch.setattr(checkpoint_module, '_commit', counting)
+    monkeypatch.setattr(files, '_commit', counting)
     return names
 
 
 def test_a_kill_at_any_write_then_resume_ends_as_an_uninterrupted_run(shapes_root, tmp_path, monkeypatch):
-    overrides = _detection(shapes_root, tmp_path / 'full', workers=0)  # workers: see the test above
+    overrides = detection_overrides(shapes_root, tmp_path / 'full', workers=0)  # workers: see the test above
     writes = _count_writes(monkeypatch)
     trainer.train(load_config(DETECTION, overrides))
     reference = _run_files(tmp_path / 'full')
     monkeypatch.undo()
     assert {'config.yaml', 'best.pth', 'last.pth', 'metrics.jsonl', 'history.png', 'results.json'} <= set(writes)
-    original = checkpoint_module._commit
+    original = files._commit
     for point, name in enumerate(writes):
         for moment in ('torn', 'after rename'):  # a finished .tmp before its rename resumes as a torn one
             out = tmp_path / f'kill{point}-{moment.replace(" ", "_")}'
@@ -167,45 +149,48 @@ def test_a_kill_at_any_write_then_resume_ends_as_an_uninterrupted_run(shapes_roo
                     raise _Kill(f'{moment} {path.name}')
                 original(tmp, path)
 
-            monkeypatch.setattr(checkpoint_module, '_commit', commit)
-            cfg = load_config(DETECTION, _detection(shapes_root, out, workers=0))
+            monkeypatch.setattr(files, '_commit', commit)
+            cfg = load_config(DETECTION, detection_overrides(shapes_root, out, workers=0))
             with pytest.raises(_Kill):
                 trainer.train(cfg)
-            monkeypatch.setattr(checkpoint_module, '_commit', original)
+            monkeypatch.setattr(files, '_commit', original)
             trainer.train(cfg, resume=True)
             _assert_same_run(out, reference)
 
 
 KILLER = '''
 import os, signal, sys
-from hardnet_backbones.engine import checkpoint, trainer
+from hardnet_backbones.engine import trainer
 from hardnet_backbones.engine.config import load_config
+from hardnet_backbones.utils import files
 import torch
 torch.set_num_threads(int(sys.argv[2]))  # the reference's thread count: float sums depend on it
 target, calls = int(sys.argv[1]), []
-original = checkpoint._commit
+original = files._commit
 def commit(tmp, path):
     calls.append(path)
     if len(calls) == target:
         tmp.write_bytes(tmp.read_bytes()[:tmp.stat().st_size // 2])
         os.kill(os.getpid(), signal.SIGKILL)
     original(tmp, path)
-checkpoint._commit = commit
+files._commit = commit
 trainer.train(load_config(sys.argv[3], sys.argv[4:]))
 '''
 
 
 @pytest.mark.parametrize('target', [3, 6])  # best.pth of epoch 1 torn; last.pth of epoch 2 torn
+@pytest.mark.subprocess
 def test_real_sigkill_while_a_checkpoint_is_written(shapes_root, tmp_path, target):
-    trainer.train(load_config(DETECTION, _detection(shapes_root, tmp_path / 'full')))
+    trainer.train(load_config(DETECTION, detection_overrides(shapes_root, tmp_path / 'full')))
     reference = _run_files(tmp_path / 'full')
     out = tmp_path / 'killed'
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, '-c', KILLER, str(target), str(torch.get_num_threads()), str(DETECTION),
-                           *_detection(shapes_root, out)], env=env, capture_output=True, text=True, timeout=300)
+                           *detection_overrides(shapes_root, out)],
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert list(out.glob('*.tmp'))  # the torn file is still there
-    trainer.train(load_config(DETECTION, _detection(shapes_root, out)), resume=True)
+    trainer.train(load_config(DETECTION, detection_overrides(shapes_root, out)), resume=True)
     _assert_same_run(out, reference)
 
 
@@ -213,7 +198,7 @@ def test_real_sigkill_while_a_checkpoint_is_written(shapes_root, tmp_path, targe
 
 def test_full_disk_is_one_clear_error_and_leaves_the_previous_file(tmp_path, monkeypatch):
     target = tmp_path / 'last.pth'
-    checkpoint_module.save_atomic({'epoch': 1, 'weights': torch.zeros(10)}, target)
+    files.save_atomic({'epoch': 1, 'weights': torch.zeros(10)}, target)
 
     class FullDisk:
         def __init__(self, path):
@@ -235,10 +220,10 @@ def test_full_disk_is_one_clear_error_and_leaves_the_previous_file(tmp_path, mon
         def __exit__(self, *exc):
             self.file.close()
 
-    monkeypatch.setattr(checkpoint_module, '_open_for_writing', FullDisk)
+    monkeypatch.setattr(files, '_open_for_writing', FullDisk)
     with pytest.raises(DiskFullError, match=r'cannot write .*last.pth: the disk is full \(\d+ MB free in .*\); '
                                             r'the previous file is intact') as info:
-        checkpoint_module.save_atomic({'epoch': 2, 'weights': torch.zeros(100_000)}, target)
+        files.save_atomic({'epoch': 2, 'weights': torch.zeros(100_000)}, target)
     assert '\n' not in str(info.value)
     assert not (tmp_path / 'last.pth.tmp').exists()
     assert torch.load(target, weights_only=True)['epoch'] == 1
@@ -248,7 +233,7 @@ def test_full_disk_is_one_clear_error_and_leaves_the_previous_file(tmp_path, mon
 
 def test_resume_refuses_changes_that_break_exactness_and_records_safe_ones(shapes_root, tmp_path, caplog):
     out = tmp_path / 'run'
-    args = [str(DETECTION), *(f'--set={o}' for o in _detection(shapes_root, out, epochs=1, workers=0))]
+    args = [str(DETECTION), *(f'--set={o}' for o in detection_overrides(shapes_root, out, epochs=1, workers=0))]
     assert train_cli.main(args) == 0
     stored = (out / 'config.yaml').read_text()
 
@@ -288,7 +273,8 @@ def test_resume_refuses_changes_that_break_exactness_and_records_safe_ones(shape
 ])
 def test_config_values_are_checked_before_any_work(shapes_root, tmp_path, caplog, override, message):
     out = tmp_path / 'run'
-    args = [str(DETECTION), *(f'--set={o}' for o in _detection(shapes_root, out, workers=0)), f'--set={override}']
+    args = [str(DETECTION), *(f'--set={o}' for o in detection_overrides(shapes_root, out, workers=0)),
+            f'--set={override}']
     assert train_cli.main(args) == 2
     assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
     assert __import__('re').search(message, caplog.records[0].getMessage()), caplog.text
@@ -305,7 +291,7 @@ def test_cli_failures_are_one_line_and_reach_train_log(shapes_root, tmp_path, ca
         assert 'no CUDA device is available here' in caplog.text
 
     out = tmp_path / 'run'
-    args = [str(DETECTION), *(f'--set={o}' for o in _detection(shapes_root, out, epochs=1, workers=0))]
+    args = [str(DETECTION), *(f'--set={o}' for o in detection_overrides(shapes_root, out, epochs=1, workers=0))]
     assert train_cli.main(args) == 0
     (out / 'last.pth').write_bytes((out / 'last.pth').read_bytes()[:1000])
     caplog.clear()
@@ -320,7 +306,8 @@ def test_cli_failures_are_one_line_and_reach_train_log(shapes_root, tmp_path, ca
     broken.write_bytes(broken.read_bytes()[:200])
     caplog.clear()
     run2 = tmp_path / 'run2'
-    assert train_cli.main([str(DETECTION), *(f'--set={o}' for o in _detection(data, run2, epochs=1, workers=2))]) == 2
+    overrides = detection_overrides(data, run2, epochs=1, workers=2)
+    assert train_cli.main([str(DETECTION), *(f'--set={o}' for o in overrides)]) == 2
     assert caplog.records[-1].getMessage().startswith(str(broken))
     assert 'cannot decode the image' in (run2 / 'train.log').read_text()
 
@@ -329,7 +316,7 @@ def test_cli_failures_are_one_line_and_reach_train_log(shapes_root, tmp_path, ca
 
 def test_evaluate_from_the_checkpoint_alone_one_split_no_download(shapes_root, tmp_path, monkeypatch):
     out = tmp_path / 'seg'
-    cfg = load_config(SEGMENTATION, _segmentation(shapes_root, out, epochs=1, workers=0))
+    cfg = load_config(SEGMENTATION, segmentation_overrides(shapes_root, out, epochs=1, workers=0))
     trainer.train(cfg)
     expected = json.loads((out / 'metrics.jsonl').read_text())['mIoU']
     # the stored config asks for published backbone weights: evaluation must not fetch them
@@ -340,7 +327,7 @@ def test_evaluate_from_the_checkpoint_alone_one_split_no_download(shapes_root, t
     def no_download(*args, **kwargs):
         raise AssertionError('evaluation downloaded backbone weights')
 
-    monkeypatch.setattr('hardnet_backbones.hub.cached_download', no_download)
+    monkeypatch.setattr('hardnet_backbones.models.hub.cached_download', no_download)
     data = tmp_path / 'val_only'
     (data / 'images').mkdir(parents=True)
     (data / 'masks').mkdir(parents=True)
@@ -358,7 +345,7 @@ def test_evaluate_from_the_checkpoint_alone_one_split_no_download(shapes_root, t
 
 def test_evaluate_saves_coco_results_and_rejects_a_checkpoint_of_another_task(shapes_root, tmp_path, caplog):
     out = tmp_path / 'det'
-    trainer.train(load_config(DETECTION, _detection(shapes_root, out, epochs=1, workers=0)))
+    trainer.train(load_config(DETECTION, detection_overrides(shapes_root, out, epochs=1, workers=0)))
     predictions = tmp_path / 'pred'
     assert evaluate_cli.main(['--checkpoint', str(out / 'last.pth'), '--save-predictions', str(predictions)]) == 0
     results = json.loads((predictions / 'detections_coco.json').read_text())
@@ -419,7 +406,7 @@ def test_published_backbone_weights_offline_name_the_config_fix(shapes_root, tmp
 
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))  # an empty weights cache
     monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
-    args = [str(DETECTION), *(f'--set={o}' for o in _detection(shapes_root, tmp_path / 'run', workers=0)),
+    args = [str(DETECTION), *(f'--set={o}' for o in detection_overrides(shapes_root, tmp_path / 'run', workers=0)),
             '--set=model.weights_backbone=DEFAULT']
     assert train_cli.main(args) == 2
     message = caplog.records[-1].getMessage()
@@ -431,7 +418,7 @@ def test_published_backbone_weights_offline_name_the_config_fix(shapes_root, tmp
 @pytest.mark.parametrize('config', ['detection/shapes_ssdlite320_mobilenet_v3_large.yaml',
                                     'segmentation/shapes_lraspp_mobilenet_v3_large.yaml'])
 def test_torchvision_models_train_by_name_with_the_same_recipe(shapes_root, tmp_path, config):
-    from hardnet_backbones.tasks import load_trained_model
+    from hardnet_backbones.inference.trained import load_trained_model
     out = tmp_path / 'tv'
     overrides = [f'data.root={shapes_root}', f'output_dir={out}', 'train.epochs=1', 'train.batch_size=2',
                  'data.num_workers=0', 'train.save_images=0', 'train.eval_every=1']

@@ -6,9 +6,10 @@ import timm
 import torch
 
 from hardnet_backbones.cli import export as export_cli
-from hardnet_backbones.detection import create_detection_model
-from hardnet_backbones.export import export_onnx, export_torchscript, validate_onnx, validate_torchscript
-from hardnet_backbones.segmentation import create_segmentation_model
+from hardnet_backbones.deploy.export import export_onnx, export_torchscript, validate_onnx, validate_torchscript
+from hardnet_backbones.models import create_model
+
+pytestmark = pytest.mark.slow
 
 pytest.importorskip('onnxruntime')
 
@@ -22,14 +23,14 @@ def _model(kind):
     if kind == 'features':
         return timm.create_model('hardnet68ds', features_only=True, out_indices=(1, 2, 3, 4))
     if kind == 'detection':
-        model = create_detection_model('ssdlite320_hardnet39ds', num_classes=3, size=128)
+        model = create_model('ssdlite320_hardnet39ds', num_classes=3, size=128)
         # He-init weights spread the random scores apart: the scratch init's near-equal scores leave ties in
         # the NMS order that float rounding in any exporter can flip
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
                 torch.nn.init.kaiming_normal_(m.weight)
         return model
-    return create_segmentation_model('fcn_hardnet39ds', num_classes=3)
+    return create_model('fcn_hardnet39ds', num_classes=3)
 
 
 @pytest.mark.parametrize('kind', ['classification', 'features', 'detection', 'segmentation'])

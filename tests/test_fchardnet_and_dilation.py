@@ -5,16 +5,17 @@ import pytest
 import timm
 import torch
 
-from hardnet_backbones.fchardnet import FCHarDNet, fchardnet70, fchardnet_checkpoint_filter
-from hardnet_backbones.segmentation import create_segmentation_model
+from hardnet_backbones.models import create_model
+from hardnet_backbones.models.fchardnet import FCHarDNet, fchardnet70, fchardnet_checkpoint_filter
 
-from .conftest import MODEL_NAMES, randomize_bn_stats
+from .helpers import MODEL_PARAMS, randomize_bn_stats
 from .reference_fchardnet import RefFCHarDNet
 from .reference_hardnet import RefHarDNet
 
 
 def test_fchardnet70_matches_the_original_layout_exactly(tmp_path):
     import json
+
     from .conftest import KEYS_JSON
     keys = json.loads((KEYS_JSON.parent / 'fchardnet70_checkpoint_keys.json').read_text())['keys']
     torch.manual_seed(0)
@@ -50,9 +51,10 @@ def test_fchardnet70_encoder_only_checkpoint_and_errors(tmp_path):
         fchardnet70(weights_backbone='DEFAULT')
 
 
+@pytest.mark.slow
 def test_fchardnet70_trains_at_small_non_square_size():
     torch.manual_seed(0)
-    model = create_segmentation_model('fchardnet70', num_classes=3).train()
+    model = create_model('fchardnet70', num_classes=3).train()
     x = torch.rand(2, 3, 64, 96)
     target = (x[:, 0] > 0.5).long()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -70,7 +72,7 @@ def test_fchardnet70_trains_at_small_non_square_size():
         model(torch.rand(1, 3, 16, 64))
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 @pytest.mark.parametrize('output_stride', [8, 16])
 def test_output_stride_dilates_and_keeps_published_weights(name, output_stride, tmp_path):
     torch.manual_seed(0)

@@ -6,10 +6,9 @@ import torch
 from torch.export import Dim
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from hardnet_backbones.detection import create_detection_model
-from hardnet_backbones.segmentation import create_segmentation_model
+from hardnet_backbones.models import create_model
 
-from .conftest import MODEL_NAMES, randomize_bn_stats
+from .helpers import MODEL_PARAMS, randomize_bn_stats
 
 
 def _eval_model(name, **kwargs):
@@ -19,7 +18,7 @@ def _eval_model(name, **kwargs):
     return model
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_torchvision_fx_feature_extractor_equals_eager_features(name):
     model = _eval_model(name)
     taps = [info['module'] for info in model.feature_info]
@@ -35,7 +34,7 @@ def test_torchvision_fx_feature_extractor_equals_eager_features(name):
         extractor(torch.randn(1, 3, 16, 16))
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_timm_fx_features_equal_the_default_feature_class(name):
     torch.manual_seed(0)
     getter = timm.create_model(name, features_only=True, out_indices=(1, 3, 4)).eval()
@@ -51,10 +50,7 @@ def test_timm_fx_features_equal_the_default_feature_class(name):
 @pytest.mark.parametrize('builder', ['fcn_hardnet39ds', 'lraspp_hardnet39ds', 'ssdlite320_hardnet39ds'])
 def test_segmentation_and_detection_backbones_trace(builder):
     torch.manual_seed(0)
-    if builder.startswith('ssd'):
-        backbone = create_detection_model(builder, num_classes=3).backbone.eval()
-    else:
-        backbone = create_segmentation_model(builder, num_classes=3).backbone.eval()
+    backbone = create_model(builder, num_classes=3).backbone.eval()
     traced = torch.fx.symbolic_trace(backbone)
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
@@ -62,6 +58,7 @@ def test_segmentation_and_detection_backbones_trace(builder):
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('features_only', [False, True], ids=['classifier', 'features_only'])
 def test_torch_export_with_dynamic_batch_and_size(features_only):
     model = _eval_model('hardnet39ds', features_only=features_only)
@@ -80,9 +77,9 @@ def _entry_points():
     return {
         'classifier': lambda: timm.create_model('hardnet39ds').eval(),
         'features_only': lambda: timm.create_model('hardnet39ds', features_only=True).eval(),
-        'fcn': lambda: create_segmentation_model('fcn_hardnet39ds', num_classes=3).eval(),
-        'lraspp': lambda: create_segmentation_model('lraspp_hardnet39ds', num_classes=3).eval(),
-        'fchardnet70': lambda: create_segmentation_model('fchardnet70', num_classes=3).eval(),
+        'fcn': lambda: create_model('fcn_hardnet39ds', num_classes=3).eval(),
+        'lraspp': lambda: create_model('lraspp_hardnet39ds', num_classes=3).eval(),
+        'fchardnet70': lambda: create_model('fchardnet70', num_classes=3).eval(),
     }
 
 
@@ -100,7 +97,7 @@ def test_bad_inputs_give_the_same_clear_error_everywhere(entry, shape, message):
 
 
 def test_detectors_check_their_images():
-    model = create_detection_model('ssdlite320_hardnet39ds', num_classes=3).eval()
+    model = create_model('ssdlite320_hardnet39ds', num_classes=3).eval()
     with pytest.raises(ValueError, match=r'SSD expects images of shape \(3, H, W\) with values in \[0, 1\], '
                                          r'got \[4, 64, 64\]'):
         model([torch.rand(4, 64, 64)])
@@ -127,9 +124,8 @@ for name in {TRAINING_STACK!r}:
     sys.modules[name] = None  # as if not installed: importing it raises ImportError
 import torch, timm
 import hardnet_backbones
-from hardnet_backbones.detection import ssdlite320_hardnet39ds
-from hardnet_backbones.segmentation import fcn_hardnet39ds, fchardnet70
-from hardnet_backbones.fuse import fuse_for_inference
+from hardnet_backbones.models import ssdlite320_hardnet39ds, fcn_hardnet39ds, fchardnet70
+from hardnet_backbones.deploy import fuse_for_inference
 x = torch.rand(1, 3, 64, 64)
 with torch.no_grad():
     assert fuse_for_inference(timm.create_model('hardnet39ds').eval())(x).shape == (1, 1000)
@@ -143,6 +139,7 @@ print('ok')
 '''
 
 
+@pytest.mark.subprocess
 def test_models_work_without_the_training_packages():
     import subprocess
     import sys
@@ -152,7 +149,7 @@ def test_models_work_without_the_training_packages():
 
 def test_fchardnet_traces_with_its_input_check():
     torch.manual_seed(0)
-    model = create_segmentation_model('fchardnet70', num_classes=3).eval()
+    model = create_model('fchardnet70', num_classes=3).eval()
     traced = torch.fx.symbolic_trace(model)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():

@@ -7,7 +7,7 @@ import torch
 
 from hardnet_backbones import checkpoint_filter_fn, load_checkpoint_file
 
-from .conftest import MODEL_NAMES, randomize_bn_stats
+from .helpers import MODEL_NAMES, MODEL_PARAMS, randomize_bn_stats
 from .reference_hardnet import RefHarDNet
 
 # ARCHITECTURE.md: parameters in millions, 1000 classes
@@ -35,7 +35,7 @@ def test_registered_in_timm():
     assert cfg.first_conv == 'features.stem_conv1.conv' and cfg.classifier == 'classifier'
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_param_count_and_logits(name):
     model = _create(name).eval()
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == PARAMS_M[name]
@@ -47,7 +47,7 @@ def test_param_count_and_logits(name):
         assert model.forward_head(feats, pre_logits=True).shape == (1, model.num_features)
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 @pytest.mark.parametrize('out_indices', [(0, 1, 2, 3, 4), (1, 3), (4,)])
 def test_features_only_matches_feature_info(name, out_indices):
     model = _create(name, features_only=True, out_indices=out_indices).eval()
@@ -61,7 +61,7 @@ def test_features_only_matches_feature_info(name, out_indices):
         for c, r in zip(model.feature_info.channels(), model.feature_info.reduction())]
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_forward_intermediates_equal_features_only(name):
     x = torch.randn(1, 3, 64, 96)
     model = _create(name).eval()
@@ -83,7 +83,7 @@ def test_forward_intermediates_equal_features_only(name):
         assert model.num_features == FEATURE_CHS[name][2]
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_backward_reaches_every_parameter(name):
     model = _create(name, num_classes=5)
     model(torch.randn(2, 3, 64, 64)).logsumexp(1).sum().backward()
@@ -91,7 +91,7 @@ def test_backward_reaches_every_parameter(name):
     assert no_grad == []
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_reset_classifier(name):
     model = _create(name).eval()
     model.reset_classifier(7)
@@ -113,7 +113,7 @@ def test_group_matcher_covers_all_parameters():
     assert len(groups) == 7
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_grad_checkpointing_same_outputs_and_grads(name):
     x = torch.randn(2, 3, 64, 64)
     model = _create(name, num_classes=4).train()
@@ -131,7 +131,7 @@ def test_grad_checkpointing_same_outputs_and_grads(name):
         torch.testing.assert_close(p.grad, grads_ref[n], msg=n)
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_published_checkpoint_loads_exactly(name, published_keys, tmp_path):
     torch.manual_seed(0)
     reference = RefHarDNet(name)
@@ -152,7 +152,7 @@ def test_published_checkpoint_loads_exactly(name, published_keys, tmp_path):
         torch.testing.assert_close(model(x), reference.eval()(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_published_weights_into_adapted_models(name, tmp_path):
     torch.manual_seed(0)
     reference = RefHarDNet(name).eval()
@@ -216,7 +216,8 @@ def test_our_own_format_round_trips(tmp_path):
         assert torch.equal(a, b), k
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.slow
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_torchscript_matches_eager(name):
     model = _create(name).eval()
     scripted = torch.jit.script(model)
@@ -225,6 +226,7 @@ def test_torchscript_matches_eager(name):
         torch.testing.assert_close(scripted(x), model(x))
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager():
     model = _create('hardnet39ds').eval()
     compiled = torch.compile(model)

@@ -7,18 +7,17 @@ import timm
 import torch
 
 from hardnet_backbones.cli import benchmark as benchmark_cli
-from hardnet_backbones.detection import create_detection_model
-from hardnet_backbones.fuse import fuse_for_inference
-from hardnet_backbones.segmentation import create_segmentation_model
+from hardnet_backbones.deploy.fuse import fuse_for_inference
+from hardnet_backbones.models import create_model
 
-from .conftest import MODEL_NAMES, randomize_bn_stats
+from .helpers import MODEL_PARAMS, randomize_bn_stats
 
 
 def _no_batchnorm(model):
     return not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', MODEL_PARAMS)
 def test_fused_classifier_and_features_equal_unfused(name):
     torch.manual_seed(0)
     model = timm.create_model(name).eval()
@@ -47,7 +46,7 @@ def test_fused_classifier_and_features_equal_unfused(name):
 
 def test_fused_ssd_and_fcn_equal_unfused():
     torch.manual_seed(0)
-    ssd = create_detection_model('ssdlite320_hardnet39ds', num_classes=3, size=128).eval()
+    ssd = create_model('ssdlite320_hardnet39ds', num_classes=3, size=128).eval()
     randomize_bn_stats(ssd)
     images = [torch.rand(3, 100, 120)]
     fused = fuse_for_inference(ssd)
@@ -60,7 +59,7 @@ def test_fused_ssd_and_fcn_equal_unfused():
             assert (ref_head[key] - new_head[key]).abs().max() < 1e-4
         assert len(fused(images)[0]['boxes']) == len(ssd(images)[0]['boxes'])
     assert _no_batchnorm(fused)
-    fcn = create_segmentation_model('fcn_hardnet68', num_classes=4).eval()
+    fcn = create_model('fcn_hardnet68', num_classes=4).eval()
     randomize_bn_stats(fcn)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
@@ -69,6 +68,8 @@ def test_fused_ssd_and_fcn_equal_unfused():
         assert (ref[key] - out[key]).abs().max() < 1e-4
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_benchmark_tool_end_to_end(tmp_path):
     out = tmp_path / 'bench'
     assert benchmark_cli.main(['--models', 'hardnet39ds', 'mobilenetv2_100', '--baseline', 'mobilenetv2_100',
@@ -95,6 +96,7 @@ def test_gmacs_match_the_published_figures():
         assert count_gmacs(timm.create_model(name), 'classification', (224, 224)) == pytest.approx(gmacs, rel=0.05)
 
 
+@pytest.mark.slow
 def test_interleaved_benchmark_reports_spread_and_the_gemm_rate(tmp_path):
     out = tmp_path / 'inter'
     assert benchmark_cli.main(['--models', 'hardnet39ds', 'hardnet39ds+fused', 'hardnet39ds+int8', '--baseline',

@@ -9,24 +9,23 @@ import torch.nn.functional as F
 from PIL import Image
 
 from hardnet_backbones.data.segmentation import cityscapes_segmentation, folder_segmentation
-from hardnet_backbones.data.shapes import make_shapes_dataset
 from hardnet_backbones.data.transforms import segmentation_train_transform
 from hardnet_backbones.engine import trainer
 from hardnet_backbones.engine.config import load_config
 from hardnet_backbones.errors import CheckpointError
 from hardnet_backbones.evaluation.segmentation import confusion_matrix, metrics_from_confusion
-from hardnet_backbones.losses import SegmentationLoss, bootstrapped_cross_entropy
-from hardnet_backbones.segmentation import SEGMENTATION_MODELS, create_segmentation_model
+from hardnet_backbones.models import create_model, fcn_hardnet68, list_models
 from hardnet_backbones.tasks import build_model_from_config
+from hardnet_backbones.tasks.losses import SegmentationLoss, bootstrapped_cross_entropy
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.mark.parametrize('name', sorted(SEGMENTATION_MODELS))
+@pytest.mark.parametrize('name', list_models('segmentation'))
 def test_builder_outputs_at_input_resolution(name):
     torch.manual_seed(0)
-    model = create_segmentation_model(name, num_classes=5).train()
+    model = create_model(name, num_classes=5).train()
     x = torch.randn(2, 3, 72, 104)
     out = model(x)
     expected = {'out'} if name.startswith(('lraspp', 'fchardnet')) else {'out', 'aux'}
@@ -38,27 +37,27 @@ def test_builder_outputs_at_input_resolution(name):
 
 
 def test_builder_options():
-    assert set(create_segmentation_model('fcn_hardnet68', num_classes=3, aux_loss=False).eval()(
+    assert set(create_model('fcn_hardnet68', num_classes=3, aux_loss=False).eval()(
         torch.randn(1, 3, 64, 64))) == {'out'}
-    deeplab = create_segmentation_model('deeplabv3_hardnet68', num_classes=3)
+    deeplab = create_model('deeplabv3_hardnet68', num_classes=3)
     assert deeplab.backbone.body.feature_info.reduction() == [8, 8]
-    deeplab16 = create_segmentation_model('deeplabv3_hardnet68', num_classes=3, output_stride=16)
+    deeplab16 = create_model('deeplabv3_hardnet68', num_classes=3, output_stride=16)
     assert deeplab16.backbone.body.feature_info.reduction() == [16, 16]
-    lraspp = create_segmentation_model('lraspp_hardnet39ds', num_classes=3)
+    lraspp = create_model('lraspp_hardnet39ds', num_classes=3)
     assert lraspp.backbone.body.feature_info.reduction() == [8, 16]
     assert lraspp.backbone.channels == {'low': 320, 'high': 640}  # the last stage is not run
     assert not any(k.startswith('backbone.body.features_block4') for k in lraspp.state_dict())
-    dilated = create_segmentation_model('lraspp_hardnet39ds', num_classes=3, dilated_last_stage=True)
+    dilated = create_model('lraspp_hardnet39ds', num_classes=3, dilated_last_stage=True)
     assert dilated.backbone.body.feature_info.reduction() == [8, 16]
     assert dilated.backbone.channels == {'low': 320, 'high': 1024}
     with pytest.raises(ValueError, match='output_stride 8 or 16'):
-        create_segmentation_model('deeplabv3_hardnet68', output_stride=32)
+        create_model('deeplabv3_hardnet68', output_stride=32)
     with pytest.raises(TypeError):
-        SEGMENTATION_MODELS['fcn_hardnet68'](3)
+        fcn_hardnet68(3)
 
 
 def test_weights_of_the_earlier_lraspp_layout_name_the_option_that_loads_them():
-    old_weights = create_segmentation_model('lraspp_hardnet39ds', num_classes=3, dilated_last_stage=True).state_dict()
+    old_weights = create_model('lraspp_hardnet39ds', num_classes=3, dilated_last_stage=True).state_dict()
     cfg = load_config(overrides=['task=segmentation', 'model.name=lraspp_hardnet39ds'])
     with pytest.raises(CheckpointError, match='set model.kwargs.dilated_last_stage=true'):
         build_model_from_config(cfg, 3, old_weights)
@@ -68,9 +67,10 @@ def test_weights_of_the_earlier_lraspp_layout_name_the_option_that_loads_them():
     assert model.backbone.channels['high'] == 1024
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss():
     torch.manual_seed(0)
-    model = create_segmentation_model('fcn_hardnet39ds', num_classes=3, output_stride=16).train()
+    model = create_model('fcn_hardnet39ds', num_classes=3, output_stride=16).train()
     x = torch.rand(2, 3, 64, 96)
     target = torch.zeros(2, 64, 96, dtype=torch.long)
     target[:, 10:40, 20:60] = 1
@@ -183,13 +183,7 @@ def test_augmented_masks_stay_aligned(seed):
     assert set(np.unique(labels[padded])) <= {255}  # padding is ignored, not background
 
 
-@pytest.fixture(scope='module')
-def shapes_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    make_shapes_dataset(root, {'train': 4, 'val': 2}, image_size=(64, 80), max_shapes=2, seed=2, progress=False)
-    return root
-
-
+@pytest.mark.slow
 def test_engine_trains_segmentation_on_shapes(shapes_root, tmp_path):
     out = tmp_path / 'seg'
     cfg = load_config(ROOT / 'configs' / 'segmentation' / 'shapes_fcn_hardnet39ds.yaml', [

@@ -11,32 +11,11 @@ import hardnet_backbones
 from hardnet_backbones.cli import classify as classify_cli
 from hardnet_backbones.cli import detect as detect_cli
 from hardnet_backbones.cli import segment as segment_cli
-from hardnet_backbones.data.shapes import make_shapes_dataset
-from hardnet_backbones.engine import trainer
-from hardnet_backbones.engine.config import load_config
-from hardnet_backbones.image_io import read_image_array
-from hardnet_backbones.predict import segment_logits
+from hardnet_backbones.data.image_io import read_image_array
+from hardnet_backbones.inference.windows import segment_logits
+from hardnet_backbones.models import create_model
 
-from .test_engine_promises import DETECTION, SEGMENTATION, _detection, _segmentation
-
-
-@pytest.fixture(scope='module')
-def runs(tmp_path_factory):
-    """A tiny trained segmenter and a detector on shapes data whose COCO category ids are 10, 20, 30."""
-    root = tmp_path_factory.mktemp('tools')
-    data = root / 'data'
-    make_shapes_dataset(data, {'train': 2, 'val': 2}, image_size=(64, 80), max_shapes=2, seed=5, progress=False)
-    for split in ('train', 'val'):
-        path = data / 'annotations' / f'{split}.json'
-        coco = json.loads(path.read_text())
-        for item in coco['categories']:
-            item['id'] *= 10
-        for item in coco['annotations']:
-            item['category_id'] *= 10
-        path.write_text(json.dumps(coco))
-    trainer.train(load_config(SEGMENTATION, _segmentation(data, root / 'seg', epochs=1, workers=0)))
-    trainer.train(load_config(DETECTION, _detection(data, root / 'det', epochs=1, workers=0)))
-    return dict(data=data, seg=root / 'seg' / 'last.pth', det=root / 'det' / 'last.pth')
+pytestmark = pytest.mark.slow
 
 
 def test_load_trained_model_gives_model_classes_and_preprocessing(runs):
@@ -127,9 +106,8 @@ def test_tools_reject_bad_input_with_one_line(runs, tmp_path, caplog):
 
 @pytest.mark.parametrize('name', ['fcn_hardnet39ds', 'deeplabv3_hardnet68', 'lraspp_hardnet39ds', 'fchardnet70'])
 def test_every_segmentation_builder_runs_whole_and_sliding(name):
-    from hardnet_backbones.segmentation import create_segmentation_model
     torch.manual_seed(0)
-    model = create_segmentation_model(name, num_classes=3).eval()
+    model = create_model(name, num_classes=3).eval()
     image = torch.randn(3, 72, 100)
     whole = segment_logits(model, image, 'whole')
     slide = segment_logits(model, image, 'slide', window=(64, 64), batch_size=2)

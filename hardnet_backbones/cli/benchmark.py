@@ -28,9 +28,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                             f'{k}: ' + ', '.join(f'{m} vs {b}' for m, b in v.items() if m != b)
                             for k, v in SUITES.items()))
     parser.add_argument('--models', nargs='+', default=None,
-                        help='models to measure instead of a suite: timm names (hardnet68, resnet50), our detection/'
-                             'segmentation builders (ssd300_hardnet68, fcn_hardnet68), tv:<torchvision builder> '
-                             'or a training checkpoint (runs/demo/best.pth: the trained model); '
+                        help='models to measure instead of a suite, by registry name: timm names (hardnet68, '
+                             'resnet50), our detectors and segmenters (ssd300_hardnet68, fcn_hardnet68), '
+                             'torchvision:<torchvision builder> or a training checkpoint (runs/demo/best.pth: the '
+                             'trained model); '
                              'append variants with +: ' + ', '.join(f'+{k} ({v})' for k, v in VARIANTS.items()))
     parser.add_argument('--baseline', default=None,
                         help='with --models: the model every other one is compared with (default: the first)')

@@ -8,8 +8,8 @@ from typing import List, Optional
 
 import torch
 
-from ..inference import classify_images, create_classifier_model
-from ..predict import expand_image_paths
+from ..inference.batching import expand_image_paths
+from ..inference.classify import classify_images, create_classifier_model
 from .common import USER_ERRORS, positive_int, report_user_error
 
 _logger = logging.getLogger('hardnet.classify')

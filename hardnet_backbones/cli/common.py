@@ -53,8 +53,8 @@ def add_prediction_args(parser: argparse.ArgumentParser, default_out_dir: str) -
 
 def prepare_prediction(args: argparse.Namespace, task: str):
     """``(image paths, TrainedModel, output folder)`` from the arguments of :func:`add_prediction_args`."""
-    from ..predict import expand_image_paths
-    from ..tasks import load_trained_model
+    from ..inference.batching import expand_image_paths
+    from ..inference.trained import load_trained_model
 
     paths = expand_image_paths(args.images)
     trained = load_trained_model(args.checkpoint, 'cpu' if args.onnx else args.device, task=task)

@@ -8,10 +8,10 @@ from typing import Any, Dict, List, Optional
 import torch
 from tqdm import tqdm
 
-from ..engine.checkpoint import write_text_atomic
-from ..image_io import read_image_array
-from ..predict import batched
-from ..visualize import draw_detections
+from ..data.image_io import read_image_array
+from ..inference.batching import batched
+from ..utils.files import write_text_atomic
+from ..visualization.draw import draw_detections
 from .common import USER_ERRORS, add_prediction_args, positive_int, prepare_prediction, report_user_error
 
 _logger = logging.getLogger('hardnet.detect')

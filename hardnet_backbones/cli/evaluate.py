@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ..deploy import OnnxRuntimeModel
 from ..engine.config import load_config
 from ..engine.trainer import evaluate
 from .common import USER_ERRORS, add_config_args, report_user_error
@@ -48,7 +49,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = load_config(args.config, args.overrides) if args.config is not None else None
         metrics = evaluate(cfg, args.checkpoint, output=output, visuals_dir=args.visuals,
                            predictions_dir=args.save_predictions, split=args.split,
-                           overrides=args.overrides if cfg is None else (), onnx=args.onnx)
+                           overrides=args.overrides if cfg is None else (), onnx=args.onnx,
+                           open_onnx=OnnxRuntimeModel)
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
     print(json.dumps(metrics, indent=2))

@@ -6,14 +6,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import timm
-
-from ..deploy import calibration_images, quantize_to_onnx, quantized_node_count
-from ..detection import DETECTION_MODELS, create_detection_model
-from ..export import export_onnx, export_torchscript, validate_onnx, validate_torchscript
-from ..segmentation import SEGMENTATION_MODELS, create_segmentation_model
-from ..predict import expand_image_paths
-from ..tasks import load_trained_model
+from ..deploy import (
+    calibration_images, export_onnx, export_torchscript, quantize_to_onnx, quantized_node_count, validate_onnx,
+    validate_torchscript)
+from ..errors import ConfigError
+from ..inference.batching import expand_image_paths
+from ..inference.trained import load_trained_model
+from ..models.registry import get_model_entry
 from .common import USER_ERRORS, positive_int, report_user_error
 
 _logger = logging.getLogger('hardnet.export')
@@ -55,30 +54,48 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args) -> None:
+    """What the arguments alone can tell, before any model is built."""
+    if args.opset < 17:
+        raise ConfigError(f'--opset {args.opset}: the exporter needs opset 17 or later')
+    if args.int8 and not args.calibration:
+        raise ConfigError('--int8 needs --calibration IMAGES (files, folders or globs from the training data)')
+    if args.checkpoint is None and args.model is None:
+        raise ConfigError('give --model (or a training --checkpoint)')
+
+
+# what a model of each task is built with when no checkpoint gives its classes
+_DEFAULT_CLASSES = {'detection': 91, 'segmentation': 21}
+
+
 def _build(args):
     """(model, kind, name) from the arguments."""
-    if args.checkpoint and args.model not in timm.list_models('hardnet*'):
+    try:
+        entry = get_model_entry(args.model) if args.model else None
+    except ValueError as e:
+        raise ConfigError(f'--model: {e}') from None
+    if args.checkpoint and (entry is None or entry.task != 'classification'):
         trained = load_trained_model(args.checkpoint)
         return trained.model, trained.task, trained.config.model.name
-    if args.model is None:
-        raise ValueError('give --model (or a training --checkpoint)')
-    if args.model in DETECTION_MODELS:
-        return create_detection_model(args.model, num_classes=args.num_classes or 91), 'detection', args.model
-    if args.model in SEGMENTATION_MODELS:
-        return create_segmentation_model(args.model, num_classes=args.num_classes or 21), 'segmentation', args.model
     kwargs = {}
-    if args.checkpoint:
+    if entry.task != 'classification':
+        kwargs['num_classes'] = args.num_classes or _DEFAULT_CLASSES[entry.task]
+    elif args.checkpoint:
         kwargs = dict(pretrained=True, pretrained_cfg_overlay=dict(file=args.checkpoint))
     if args.features_only:
-        model = timm.create_model(args.model, features_only=True, out_indices=tuple(args.out_indices), **kwargs)
-        return model, 'features', f'{args.model}_features'
-    return timm.create_model(args.model, **kwargs), 'classification', args.model
+        if entry.task != 'classification':
+            raise ConfigError(f'--features-only is for timm models; {args.model} is a {entry.task} model')
+        kwargs.update(features_only=True, out_indices=tuple(args.out_indices))
+    try:
+        model = entry.build(**kwargs)
+    except ValueError as e:
+        raise ConfigError(f'--model {args.model}: {e}') from None
+    kind = 'features' if args.features_only else entry.task
+    return model, kind, f'{args.model}_features' if args.features_only else args.model
 
 
 def _export_int8(args, model, kind: str, name: str, out: Path, size) -> dict:
     """Write <name>.int8.onnx calibrated on the --calibration images; its facts for the report."""
-    if not args.calibration:
-        raise ValueError('--int8 needs --calibration IMAGES (files, folders or globs from the training data)')
     inputs = calibration_images(expand_image_paths(args.calibration), kind, model, args.calibration_images)
     path = quantize_to_onnx(model, out / f'{name}.int8.onnx', kind, inputs, size)
     _logger.info('int8: %s (%d quantized tensors, calibrated on %d images); measure its accuracy with '
@@ -92,6 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = Path(args.output)
     size = tuple(args.image_size)
     try:
+        _check_arguments(args)
         model, kind, name = _build(args)
         model.eval()
         report = dict(model=name, kind=kind, image_size=list(size), opset=args.opset, dynamic=not args.static)
@@ -106,9 +124,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             report['int8'] = _export_int8(args, model, kind, name, out, size)
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
-    except (RuntimeError, ValueError, ImportError) as e:
-        _logger.error('%s', e)
-        return 2
     (out / f'{name}.export.json').write_text(json.dumps(report, indent=2))
     ok = all(report[k]['ok'] for k in ('onnx', 'torchscript') if k in report)
     for key in ('onnx', 'torchscript'):

@@ -73,7 +73,7 @@ def _amp_steps(task_name: str, model_name: str, steps: int, device: str = 'cuda'
 def _nccl_collectives() -> Dict[str, Any]:
     import torch.distributed as dist
 
-    from .. import distributed
+    from ..utils import distributed
 
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=os.environ.get('MASTER_PORT', '29533'),
                       RANK='0', WORLD_SIZE='1', LOCAL_RANK='0')

@@ -9,10 +9,11 @@ from typing import Any, Dict, List, Optional
 import torch
 from tqdm import tqdm
 
-from ..engine.checkpoint import write_atomic, write_text_atomic
-from ..image_io import read_image_array
-from ..predict import SEGMENT_MODES, segment_logits
-from ..visualize import color_palette, mask_to_png, overlay_segmentation
+from ..data.image_io import read_image_array
+from ..data.palettes import color_palette
+from ..inference.windows import SEGMENT_MODES, segment_logits
+from ..utils.files import write_atomic, write_text_atomic
+from ..visualization.draw import mask_to_png, overlay_segmentation
 from .common import USER_ERRORS, add_prediction_args, positive_int, prepare_prediction, report_user_error
 
 _logger = logging.getLogger('hardnet.segment')

@@ -9,7 +9,7 @@ boxes leaving the image are clipped to it; boxes with nothing left (zero area, o
 are dropped from training targets and marked ignored (``iscrowd``) in the evaluation ground truth,
 so they never count as missed objects. Crowd boxes (and VOC 'difficult' ones) are likewise left out
 of training targets and ignored in evaluation. Images are decoded by
-:func:`hardnet_backbones.image_io.read_image` (EXIF orientation, 16-bit, palette...) and must have
+:func:`hardnet_backbones.data.image_io.read_image` (EXIF orientation, 16-bit, palette...) and must have
 the size their annotation states.
 """
 import contextlib
@@ -26,7 +26,7 @@ import torch
 from pycocotools.coco import COCO
 
 from ..errors import DataError
-from ..image_io import read_image_array
+from .image_io import read_image_array
 from .sampling import AugmentedDataset, EpochIndex
 
 __all__ = ['CocoDetectionDataset', 'VOCDetectionDataset', 'VOC_CLASSES', 'collate_detection', 'coco_from_dict']

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..image_io import IMAGE_SUFFIXES, image_size, read_image_array, read_mask
+from .image_io import IMAGE_SUFFIXES, image_size, read_image_array, read_mask
 from .sampling import AugmentedDataset, EpochIndex
 
 __all__ = ['SegmentationDataset', 'VOC_SEG_CLASSES', 'CITYSCAPES_CLASSES', 'CITYSCAPES_ID_TO_TRAIN_ID',

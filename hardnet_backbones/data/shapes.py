@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from ..visualize import voc_palette
+from .palettes import voc_palette
 
 __all__ = ['SHAPE_CLASSES', 'LAYOUTS', 'make_shapes_dataset']
 

@@ -1,11 +1,12 @@
-"""Run configuration: YAML files with ``--set key=value`` overrides, validated against dataclasses.
+"""Run configuration: YAML files that may inherit a base, ``--set key=value`` overrides, typed dataclasses.
 
+A config file may name one base config or a list of them (``base: ../_base_/ssdlite_scratch.yaml``,
+relative to the file); its own keys override the bases' key by key, sections merged, lists replaced.
 Unknown keys, wrong types and bad choices raise ``ConfigError`` naming the key and what is valid.
-The resolved configuration is saved next to each run's outputs (``config.yaml``).
+The resolved (merged) configuration is saved next to each run's outputs (``config.yaml``).
 """
 import copy
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -13,15 +14,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from ..errors import ConfigError
+from .coerce import build_dataclass
 
-__all__ = ['ConfigError', 'Config', 'ModelConfig', 'DataConfig', 'TrainConfig', 'LossConfig',
-           'load_config', 'config_from_dict', 'config_to_dict', 'config_to_yaml', 'validate_config',
-           'check_resume_changes', 'config_changes', 'SAFE_ON_RESUME']
+__all__ = ['ConfigError', 'Config', 'ModelConfig', 'DataConfig', 'TrainConfig', 'LossConfig', 'BASE_KEY',
+           'load_config', 'read_config_file', 'config_from_dict', 'config_to_dict', 'config_to_yaml', 'validate_config',
+           'flatten_config', 'list_keys']
+
+BASE_KEY = 'base'  # a config file's key naming the config(s) it inherits
 
 
 @dataclass
 class ModelConfig:
-    name: str = 'ssdlite320_hardnet39ds'  # a builder of hardnet_backbones.detection / .segmentation
+    name: str = 'ssdlite320_hardnet39ds'  # a model of the registry (hardnet_backbones.models)
     num_classes: Optional[int] = None  # default: from the dataset (detection counts the background)
     weights_backbone: Optional[str] = None  # null, DEFAULT (published ImageNet weights) or a file path
     trainable_backbone_layers: Optional[int] = None
@@ -110,84 +114,9 @@ _CHOICES = {
 }
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is Union:  # Optional[X], or one of several types
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        for alternative in inner[:-1]:
-            try:
-                return _coerce(value, alternative, key)
-            except ConfigError:
-                pass
-        try:
-            return _coerce(value, inner[-1], key)
-        except ConfigError:
-            if len(inner) == 1:
-                raise
-            names = ' or '.join(_type_name(a) for a in inner)
-            raise ConfigError(f'{key}: expected {names}, got {value!r}') from None
-    if origin in (tuple, Tuple):
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f'{key}: expected a list of {len(args)} values, got {value!r}')
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
-    if origin in (list, List):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f'{key}: expected a list, got {value!r}')
-        return [_coerce(v, args[0], key) for v in value] if args else list(value)
-    if origin in (dict, Dict):
-        if not isinstance(value, dict):
-            raise ConfigError(f'{key}: expected a mapping, got {value!r}')
-        if not args:
-            return dict(value)
-        return {_coerce(k, args[0], f'{key} (key)'): _coerce(v, args[1], f'{key}.{k}') for k, v in value.items()}
-    if annotation is Any:
-        return value
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if annotation is bool and isinstance(value, bool):
-        return value
-    if annotation is str and isinstance(value, str):
-        return value
-    raise ConfigError(f'{key}: expected {_type_name(annotation)}, got {value!r}')
-
-
-def _type_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (list, List):
-        return f'a list of {_type_name(typing.get_args(annotation)[0])}'
-    return getattr(annotation, '__name__', str(annotation))
-
-
-def _build(cls: type, values: Dict[str, Any], prefix: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f'{prefix or "config"}: expected a mapping, got {values!r}')
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        where = f' in "{prefix}"' if prefix else ''
-        raise ConfigError(f'unknown config key(s){where}: {", ".join(unknown)}; valid keys: {", ".join(names)}')
-    kwargs = {}
-    for name, value in values.items():
-        key = f'{prefix}.{name}' if prefix else name
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value or {}, key)
-        else:
-            kwargs[name] = _coerce(value, hint, key)
-            if key in _CHOICES and kwargs[name] not in _CHOICES[key]:
-                raise ConfigError(f'{key}: {kwargs[name]!r} is not one of {", ".join(_CHOICES[key])}')
-    return cls(**kwargs)
-
-
 def config_from_dict(values: Dict[str, Any]) -> Config:
     """Validate a nested dict into a ``Config`` (missing keys take their defaults)."""
-    return _build(Config, values, '')
+    return build_dataclass(Config, values, '', _CHOICES)
 
 
 def config_to_dict(cfg: Config) -> Dict[str, Any]:
@@ -218,19 +147,52 @@ def _apply_override(values: Dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
+def _merge(base: Dict[str, Any], own: Dict[str, Any]) -> Dict[str, Any]:
+    """``own`` over ``base``: sections (dicts) merge key by key, every other value replaces the base's."""
+    merged = copy.deepcopy(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_config_file(path: Union[str, Path], _seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
+    """A YAML config file as a dict, merged over the base config(s) it names (their paths relative to it).
+
+    Raises:
+        ConfigError: a missing file, invalid YAML, a base that is not a path, or a cycle of bases.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'config file not found: {path}')
+    if path.resolve() in _seen:
+        chain = ' -> '.join(str(p) for p in (*_seen, path.resolve()))
+        raise ConfigError(f'{path}: the base configs form a cycle ({chain})')
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f'{path}: invalid YAML ({e})') from e
+    if not isinstance(values, dict):
+        raise ConfigError(f'{path}: a config is a mapping of keys, got {type(values).__name__}')
+    bases = values.pop(BASE_KEY, None) or []
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f'{path}: {BASE_KEY}: expected a config path or a list of them, got {bases!r}')
+    merged: Dict[str, Any] = {}
+    for base in bases:
+        merged = _merge(merged, read_config_file(path.parent / base, (*_seen, path.resolve())))
+    return _merge(merged, values)
+
+
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
                 base: Optional[Dict[str, Any]] = None) -> Config:
-    """Read a YAML config (or start from ``base``, a config dict, or the defaults) and apply ``key.sub=value``
-    overrides."""
+    """Read a YAML config merged over its bases (or start from ``base``, a config dict, or the defaults) and
+    apply ``key.sub=value`` overrides; the merged result is validated."""
     values: Dict[str, Any] = copy.deepcopy(base) if base is not None else {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f'config file not found: {path}')
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f'{path}: invalid YAML ({e})') from e
+        values = read_config_file(path)
     for override in overrides:
         _apply_override(values, override)
     try:
@@ -246,7 +208,7 @@ def config_to_yaml(cfg: Config) -> str:
 
 def list_keys(cfg: Config) -> List[str]:
     """All dotted keys, for ``--help`` texts."""
-    return list(_flatten(config_to_dict(cfg)))
+    return list(flatten_config(config_to_dict(cfg)))
 
 
 def _value(cfg: Config, key: str) -> Any:
@@ -314,13 +276,7 @@ def validate_config(cfg: Config) -> None:
             raise ConfigError('train.device=cuda but no CUDA device is available here; use train.device=auto or cpu')
 
 
-# keys a resumed run may change: they do not alter the trained weights of the epochs to come, except
-# train.epochs, whose schedule then stretches over the new total
-SAFE_ON_RESUME = ('output_dir', 'train.epochs', 'train.eval_every', 'train.log_every', 'train.save_images',
-                  'train.device', 'data.num_workers')
-
-
-def _flatten(values: Dict[str, Any]) -> Dict[str, Any]:
+def flatten_config(values: Dict[str, Any]) -> Dict[str, Any]:
     """``{'train': {'lr': 0.1}, 'task': 'x'}`` -> ``{'train.lr': 0.1, 'task': 'x'}`` (one level, as configs nest)."""
     flat: Dict[str, Any] = {}
     for section, value in values.items():
@@ -329,29 +285,3 @@ def _flatten(values: Dict[str, Any]) -> Dict[str, Any]:
         else:
             flat[section] = value
     return flat
-
-
-def config_changes(stored: Dict[str, Any], cfg: Config) -> Dict[str, Tuple[Any, Any]]:
-    """``{key: (stored value, new value)}`` for every key where ``cfg`` differs from a stored config dict."""
-    old = _flatten(config_to_dict(config_from_dict(stored)))
-    new = _flatten(config_to_dict(cfg))
-    return {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
-
-
-def check_resume_changes(stored: Dict[str, Any], cfg: Config, finished_epochs: int) -> Dict[str, Tuple[Any, Any]]:
-    """The changes a resumed run makes to its stored config; refuses those that break exactness.
-
-    Raises:
-        ConfigError: listing the unsafe changes (key: old -> new).
-    """
-    changes = config_changes(stored, cfg)
-    unsafe = {k: v for k, v in changes.items() if k not in SAFE_ON_RESUME}
-    if unsafe:
-        listed = '; '.join(f'{k}: {old!r} -> {new!r}' for k, (old, new) in sorted(unsafe.items()))
-        raise ConfigError(
-            f'--resume: the config differs from the checkpoint\'s in keys that change the result: {listed}. '
-            f'Resume with the run\'s own config (output_dir/config.yaml), or start a new run (another output_dir, '
-            f'or --overwrite). Keys that may change on resume: {", ".join(SAFE_ON_RESUME)}')
-    if cfg.train.epochs < finished_epochs:
-        raise ConfigError(f'train.epochs={cfg.train.epochs}, but the checkpoint has finished {finished_epochs} epochs')
-    return changes

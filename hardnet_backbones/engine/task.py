@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..distributed import DistInfo
 from ..errors import ConfigError
+from ..utils.distributed import DistInfo
 from .config import Config
 
 __all__ = ['Task', 'register_task', 'create_task']
@@ -77,8 +77,8 @@ class Task:
     @torch.inference_mode()
     def save_visuals(self, model: torch.nn.Module, val_set: Dataset, out_dir, count: int) -> List[str]:
         """Draw ``count`` validation predictions as PNG files; returns their paths."""
-        from ..predict import model_device
-        from .checkpoint import write_atomic
+        from ..utils.device import model_device
+        from ..utils.files import write_atomic
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

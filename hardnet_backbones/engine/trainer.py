@@ -1,24 +1,17 @@
 """The one training loop, shared by detection and segmentation (the task comes from the config).
 
-Per run, under ``cfg.output_dir`` (written by the main process only):
-``config.yaml`` (resolved), ``train.log``, ``metrics.jsonl`` (one line per epoch),
-``history.png`` (loss and metric curves), ``last.pth`` / ``best.pth`` (resumable),
-``results.json`` (final metrics) and ``visuals/`` (predictions drawn on validation images).
-
-Every file is written atomically, in an order that survives a kill at any moment: at the end of an
-epoch ``best.pth`` (when the metric improved) before ``last.pth``, then ``metrics.jsonl`` and
-``history.png`` rewritten from the history stored in ``last.pth``. ``last.pth`` is the truth: a
-resumed run restarts from it, rewrites the other files from it, and repeats the epoch whose files
-were cut short, bit for bit.
+What a run writes is listed in :mod:`.run_folder`. Every file is written atomically, in an order that
+survives a kill at any moment: at the end of an epoch ``best.pth`` (when the metric improved) before
+``last.pth``, then ``metrics.jsonl`` and ``history.png`` rewritten from the history stored in
+``last.pth``. ``last.pth`` is the truth: a resumed run restarts from it, rewrites the other files
+from it, and repeats the epoch whose files were cut short, bit for bit.
 """
 import json
 import logging
-import math
 import random
-import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -27,93 +20,30 @@ from timm.optim import create_optimizer_v2
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..data.sampling import EpochSampler
-from ..distributed import DistInfo, ShardSampler, all_reduce_sum, barrier, cleanup_distributed, init_distributed
-from ..errors import CheckpointError, ConfigError, HardnetError, user_message
-from ..hub import load_checkpoint_file
-from ..visualize import plot_history
-from .checkpoint import (
-    capture_rng_state, load_training_checkpoint, model_weights, remove_partial_files, restore_rng_state,
-    save_atomic, write_atomic, write_text_atomic)
-from .config import (
-    Config, check_resume_changes, config_from_dict, config_to_dict, config_to_yaml, load_config, validate_config)
+from ..errors import CheckpointError, HardnetError
+from ..utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
+from ..utils.files import remove_partial_files, save_atomic, write_atomic, write_text_atomic
+from ..visualization.plots import plot_history
+from .checkpoint import capture_rng_state, restore_rng_state
+from .config import Config, config_to_dict, config_to_yaml, validate_config
+from .evaluate import evaluate
+from .loaders import train_and_val_loaders
+from .resume import check_resume_changes
+from .run_folder import RUN_FILES, clear_run, log_failure, resume_checkpoint, setup_logging
+from .schedule import build_lr_lambda
 from .task import Task, create_task
 
 __all__ = ['train', 'evaluate', 'build_lr_lambda', 'RUN_FILES']
 
-# what a run writes into output_dir (--overwrite removes exactly these)
-RUN_FILES = ('config.yaml', 'train.log', 'metrics.jsonl', 'history.png', 'last.pth', 'best.pth', 'results.json',
-             'visuals')
-
 _logger = logging.getLogger('hardnet.train')
-
-
-def build_lr_lambda(cfg: Config, steps_per_epoch: int):
-    """LR multiplier per iteration: linear warm-up, then cosine / poly decay / constant."""
-    t = cfg.train
-    total = max(1, t.epochs * steps_per_epoch)
-    warmup = int(t.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if t.scheduler == 'cosine':
-            decay = 0.5 * (1 + math.cos(math.pi * progress))
-        elif t.scheduler == 'poly':
-            decay = (1 - progress) ** t.poly_power
-        else:
-            decay = 1.0
-        return t.min_lr_ratio + (1 - t.min_lr_ratio) * decay
-
-    return factor
 
 
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
-
-
-_LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
-
-
-def _setup_logging(out_dir: Optional[Path]) -> Optional[logging.Handler]:
-    """Console logging, plus ``train.log`` in ``out_dir``; returns the file handler to remove after the run."""
-    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
-    logging.getLogger('hardnet').setLevel(logging.INFO)  # train.log is complete whatever the root level is
-    if out_dir is None:
-        return None
-    handler = logging.FileHandler(out_dir / 'train.log')
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    logging.getLogger('hardnet').addHandler(handler)
-    return handler
-
-
-def _loaders(cfg: Config, task: Task, train_set, val_set, dist_info: DistInfo) -> Tuple[DataLoader, DataLoader]:
-    t, d = cfg.train, cfg.data
-    # the epoch travels with every index, so augmentation changes per epoch also in (persistent) workers
-    sampler = EpochSampler(DistributedSampler(
-        train_set, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True, seed=t.seed))
-    # a last batch of one image breaks BatchNorm on 1x1 maps; drop it when there is more than one batch
-    drop_last = len(sampler) > t.batch_size
-    # worker seeds come from these generators, not the global RNG: a resumed run draws the same numbers
-    train_loader = DataLoader(
-        train_set, batch_size=t.batch_size, sampler=sampler, num_workers=d.num_workers,
-        collate_fn=task.collate, drop_last=drop_last, pin_memory=dist_info.device.type == 'cuda',
-        persistent_workers=d.num_workers > 0, generator=torch.Generator().manual_seed(t.seed))
-    val_loader = _val_loader(cfg, task, val_set, dist_info)
-    return train_loader, val_loader
-
-
-def _val_loader(cfg: Config, task: Task, val_set, dist_info: DistInfo) -> DataLoader:
-    return DataLoader(
-        val_set, batch_size=task.val_batch_size(), num_workers=cfg.data.num_workers, collate_fn=task.collate,
-        sampler=ShardSampler(len(val_set), dist_info.rank, dist_info.world_size),
-        generator=torch.Generator().manual_seed(cfg.train.seed))
 
 
 class _Run:
@@ -130,7 +60,8 @@ class _Run:
         self.model = self.task.build_model(self.task.num_classes(self.train_set)).to(dist_info.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.train_loader, self.val_loader = _loaders(cfg, self.task, self.train_set, self.val_set, dist_info)
+        self.train_loader, self.val_loader = train_and_val_loaders(
+            cfg, self.task, self.train_set, self.val_set, dist_info)
         self.ddp_model: nn.Module = self.model
         if dist_info.world_size > 1:
             device_ids = [dist_info.local_rank] if dist_info.device.type == 'cuda' else None
@@ -266,54 +197,6 @@ def _format(record: Dict[str, Any]) -> str:
     return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items())
 
 
-def _has_run(out_dir: Path) -> bool:
-    return any((out_dir / name).exists() for name in ('last.pth', 'best.pth', 'metrics.jsonl', 'results.json'))
-
-
-def _clear_run(out_dir: Path) -> None:
-    """Remove the run files of :data:`RUN_FILES` (partial ``.tmp`` files go with every start)."""
-    for name in RUN_FILES:
-        path = out_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
-def _resume_checkpoint(
-        cfg: Config, resume: Union[None, bool, str, Path], overwrite: bool,
-) -> Tuple[Optional[Path], Optional[Dict[str, Any]]]:
-    """The checkpoint to continue from (None: a fresh run), after checking the output folder."""
-    out_dir = Path(cfg.output_dir)
-    if resume not in (None, False) and overwrite:
-        raise ConfigError('--resume and --overwrite contradict each other; choose one')
-    if resume in (None, False):
-        if _has_run(out_dir) and not overwrite:
-            raise ConfigError(f'output_dir {out_dir} already holds a run; continue it with --resume, replace it with '
-                              f'--overwrite, or choose another output_dir')
-        return None, None
-    path = out_dir / 'last.pth' if resume is True else Path(resume)
-    if not path.is_file():
-        if resume is True:
-            _logger.info('No checkpoint at %s: starting from scratch', path)
-            return None, None
-        raise FileNotFoundError(f'--resume: checkpoint not found: {path}')
-    return path, load_training_checkpoint(path)
-
-
-def _log_to_file(handler: Optional[logging.Handler], out_dir: Path, error: BaseException) -> None:
-    """Append a failure to the run's ``train.log`` (that of an existing run too) without echoing it to the console:
-    the tools print it themselves."""
-    own = handler is None and out_dir.is_dir()
-    if own:
-        handler = logging.FileHandler(out_dir / 'train.log')
-        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    if handler is not None:
-        handler.handle(_logger.makeRecord(_logger.name, logging.ERROR, __file__, 0, '%s', (user_message(error),), None))
-    if own:
-        handler.close()
-
-
 def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: bool = False) -> Dict[str, Any]:
     """Train (and evaluate) as ``cfg`` says; returns the last evaluation's metrics.
 
@@ -334,7 +217,7 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
         task = create_task(cfg)
         task.check_config()
         dist_info = init_distributed(cfg.train.device)
-        resume_path, checkpoint = _resume_checkpoint(cfg, resume, overwrite)
+        resume_path, checkpoint = resume_checkpoint(cfg, resume, overwrite)
         changes = {}
         if checkpoint is not None:
             changes = check_resume_changes(checkpoint['config'], cfg, checkpoint['epoch'])
@@ -342,10 +225,10 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
         if dist_info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             if overwrite:
-                _clear_run(out_dir)
+                clear_run(out_dir)
             remove_partial_files(out_dir)
         barrier()
-        log_file = _setup_logging(out_dir if dist_info.is_main else None)
+        log_file = setup_logging(out_dir if dist_info.is_main else None)
         run = _Run(cfg, task, dist_info)
         if checkpoint is not None:
             run.load_state(checkpoint, resume_path)
@@ -366,79 +249,10 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
         return metrics
     except (HardnetError, FileNotFoundError) as e:
         if dist_info.is_main:
-            _log_to_file(log_file, out_dir, e)
+            log_failure(log_file, out_dir, e)
         raise
     finally:
         if log_file is not None:
             logging.getLogger('hardnet').removeHandler(log_file)
             log_file.close()
-        cleanup_distributed()
-
-
-def _checkpoint_config(checkpoint_path: Path, state: Dict[str, Any], cfg: Optional[Config],
-                       overrides: Sequence[str]) -> Config:
-    """The config to evaluate with: the given one (checked against the checkpoint's), else the stored one."""
-    stored = config_from_dict(state['config']) if isinstance(state.get('config'), dict) else None
-    if cfg is None:
-        if stored is None:
-            raise ConfigError(f'{checkpoint_path} is a bare state dict without the run\'s config: pass the CONFIG '
-                              f'it was trained with')
-        return load_config(None, overrides, base=state['config'])
-    if stored is not None:
-        for what, old, new in (('task', stored.task, cfg.task), ('model.name', stored.model.name, cfg.model.name)):
-            if old != new:
-                raise CheckpointError(f'{checkpoint_path} holds a {old} model ({what}), but the config asks for '
-                                      f'{new}; pass the config it was trained with, or no config at all')
-    return cfg
-
-
-def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Optional[Union[str, Path]] = None,
-             visuals_dir: Optional[Union[str, Path]] = None, predictions_dir: Optional[Union[str, Path]] = None,
-             split: Optional[str] = None, overrides: Sequence[str] = (),
-             onnx: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
-    """Evaluate a checkpoint on one split (default: the config's validation split).
-
-    Args:
-        cfg: run config; None rebuilds everything from the config stored in the training checkpoint.
-        checkpoint: a training checkpoint (EMA weights preferred) or a bare model state dict.
-        output: metrics JSON file. visuals_dir: predictions drawn on ``train.save_images`` images.
-        predictions_dir: where to save the predictions (COCO results json, or palette PNG masks).
-        split: the split to evaluate instead of ``data.val_split``.
-        overrides: ``key=value`` changes to the stored config (when ``cfg`` is None), e.g. ``data.root=...``.
-        onnx: evaluate this ONNX file exported from the checkpoint (e.g. its int8 version from
-            ``hardnet-export --int8``) in onnxruntime instead of the checkpoint's PyTorch model; the
-            checkpoint still gives the config and classes.
-
-    Only that split is read, and no backbone weights are downloaded (the checkpoint's replace them).
-    """
-    checkpoint = Path(checkpoint)
-    state = load_checkpoint_file(checkpoint)
-    cfg = _checkpoint_config(checkpoint, state, cfg, overrides)
-    validate_config(cfg)
-    task = create_task(cfg)
-    task.check_config()
-    dist_info = init_distributed(cfg.train.device)
-    try:
-        _setup_logging(None)
-        val_set = task.build_dataset(split or cfg.data.val_split, train=False)
-        class_names = list(state.get('class_names') or [])
-        if class_names and class_names != list(val_set.class_names):
-            raise CheckpointError(f'{checkpoint} was trained on the classes {class_names}, but the data has '
-                                  f'{list(val_set.class_names)}')
-        if onnx is None:
-            model = task.build_model(task.num_classes(val_set), model_weights(state)).to(dist_info.device)
-        else:
-            from ..deploy import OnnxRuntimeModel
-            model = OnnxRuntimeModel(onnx, cfg.task)
-        metrics = task.evaluate(model, val_set, _val_loader(cfg, task, val_set, dist_info), dist_info,
-                                predictions_dir)
-        if dist_info.is_main:
-            if output is not None:
-                Path(output).parent.mkdir(parents=True, exist_ok=True)
-                evaluated = dict(checkpoint=str(checkpoint), **({'onnx': str(onnx)} if onnx else {}))
-                write_text_atomic(output, json.dumps(dict(evaluated, metrics=metrics), indent=2))
-            if visuals_dir is not None:
-                task.save_visuals(model, val_set, visuals_dir, cfg.train.save_images)
-        return metrics
-    finally:
         cleanup_distributed()

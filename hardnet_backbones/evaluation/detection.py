@@ -10,7 +10,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from ..distributed import DistInfo, all_gather_objects
+from ..utils.distributed import DistInfo, all_gather_objects
 
 __all__ = ['COCO_STAT_NAMES', 'coco_map', 'voc_ap50', 'predictions_to_coco', 'evaluate_detection']
 

@@ -4,7 +4,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from ..distributed import DistInfo, all_reduce_sum
+from ..utils.distributed import DistInfo, all_reduce_sum
 
 __all__ = ['confusion_matrix', 'metrics_from_confusion', 'evaluate_segmentation']
 

@@ -8,12 +8,13 @@ from torch.utils.data import DataLoader
 
 from ..data.detection import VOC_CLASSES, CocoDetectionDataset, VOCDetectionDataset, collate_detection
 from ..data.transforms import detection_train_transform
-from ..distributed import DistInfo
-from ..engine.checkpoint import write_text_atomic
+from ..engine.task import register_task
 from ..errors import ConfigError
 from ..evaluation.detection import evaluate_detection
-from ..visualize import draw_detections
-from . import BuiltInTask, data_roots, detection_input_size
+from ..utils.distributed import DistInfo
+from ..utils.files import write_text_atomic
+from ..visualization.draw import draw_detections
+from .builtin import BuiltInTask, data_roots, detection_input_size
 
 
 class DetectionTask(BuiltInTask):
@@ -66,3 +67,6 @@ class DetectionTask(BuiltInTask):
         pred = model([image.to(device)])[0]
         picture = draw_detections(image, pred['boxes'], pred['labels'], pred['scores'], val_set.class_names)
         return picture, f'detections_{target["image_id"]}.png'
+
+
+register_task('detection', DetectionTask)

@@ -7,16 +7,18 @@ from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader
 
+from ..data.palettes import color_palette
 from ..data.segmentation import VOC_SEG_CLASSES, cityscapes_segmentation, folder_segmentation, voc_segmentation
 from ..data.shapes import SHAPE_CLASSES
 from ..data.transforms import segmentation_eval_transform, segmentation_train_transform
-from ..distributed import DistInfo
-from ..engine.checkpoint import write_atomic
+from ..engine.task import register_task
 from ..errors import ConfigError
 from ..evaluation.segmentation import evaluate_segmentation
-from ..losses import SegmentationLoss
-from ..visualize import color_palette, mask_to_png, overlay_segmentation
-from . import BuiltInTask, data_roots
+from ..utils.distributed import DistInfo
+from ..utils.files import write_atomic
+from ..visualization.draw import mask_to_png, overlay_segmentation
+from .builtin import BuiltInTask, data_roots
+from .losses import SegmentationLoss
 
 # ImageNet statistics: every backbone here was (or will be) pre-trained with them
 _MEAN, _STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -122,3 +124,6 @@ def _side_by_side(pictures) -> Image.Image:
         canvas.paste(p, (x, 0))
         x += p.width
     return canvas
+
+
+register_task('segmentation', SegmentationTask)

@@ -1,0 +1,99 @@
+"""The models a benchmark measures, by registry name, with variants (``hardnet68+fused+cl``) and suites."""
+import copy
+import functools
+from typing import Any, Dict, List, Tuple
+
+import torch.nn as nn
+
+from ..inference.trained import load_trained_model
+from ..models.registry import get_model_entry
+
+__all__ = ['VARIANTS', 'SUITES', 'build_benchmark_model', 'task_of', 'split_variants', 'modes_for']
+
+# Variants, appended to a model name with '+': measured side by side with the plain model in one run.
+VARIANTS = {
+    'fused': 'BatchNorm folded into convolutions, dropout removed (inference only)',
+    'ckpt': 'set_grad_checkpointing(True) (training memory)',
+    'cl': 'channels_last memory format',
+    'onnx': 'exported to ONNX and run in onnxruntime (inference only)',
+    'int8': 'optimize_for_inference(int8=True): static int8 ONNX (per-channel, calibrated on 4 random inputs) '
+            'run in onnxruntime (inference only; speed only, accuracy needs real calibration data)',
+    'os8': 'output stride 8 (segmentation builders with an output_stride argument)',
+    'os16': 'output stride 16 (segmentation builders with an output_stride argument)',
+}
+
+
+# model -> baseline, per suite (images: 224 for classification, the detector's size, 512 for segmentation)
+SUITES: Dict[str, Dict[str, str]] = {
+    'classification': {
+        'resnet50': 'resnet50', 'hardnet68': 'resnet50', 'hardnet85': 'resnet50',
+        'mobilenetv2_100': 'mobilenetv2_100', 'hardnet39ds': 'mobilenetv2_100', 'hardnet68ds': 'mobilenetv2_100',
+    },
+    'detection': {
+        'torchvision:ssd300_vgg16': 'torchvision:ssd300_vgg16', 'ssd300_hardnet68': 'torchvision:ssd300_vgg16',
+        'torchvision:ssdlite320_mobilenet_v3_large': 'torchvision:ssdlite320_mobilenet_v3_large',
+        'ssdlite320_hardnet39ds': 'torchvision:ssdlite320_mobilenet_v3_large',
+    },
+    'segmentation': {
+        'torchvision:fcn_resnet50': 'torchvision:fcn_resnet50', 'fcn_hardnet68': 'torchvision:fcn_resnet50',
+        'torchvision:lraspp_mobilenet_v3_large': 'torchvision:lraspp_mobilenet_v3_large',
+        'lraspp_hardnet39ds': 'torchvision:lraspp_mobilenet_v3_large',
+    },
+    'fchardnet': {
+        'fchardnet70': 'fchardnet70', 'fcn_hardnet68': 'fchardnet70', 'lraspp_hardnet39ds': 'fchardnet70',
+        'torchvision:lraspp_mobilenet_v3_large': 'fchardnet70',
+    },
+    'inference': {
+        'hardnet68': 'hardnet68', 'hardnet68+fused': 'hardnet68', 'hardnet68+fused+cl': 'hardnet68',
+        'hardnet68+onnx': 'hardnet68', 'resnet50': 'hardnet68',
+        'hardnet39ds': 'hardnet39ds', 'hardnet39ds+fused': 'hardnet39ds', 'hardnet39ds+onnx': 'hardnet39ds',
+        'mobilenetv2_100': 'hardnet39ds',
+    },
+    'memory': {'hardnet68': 'hardnet68', 'hardnet68+ckpt': 'hardnet68'},
+}
+
+
+def _is_checkpoint(name: str) -> bool:
+    return name.endswith(('.pth', '.pt'))
+
+
+@functools.lru_cache(maxsize=None)
+def _trained(path: str) -> Any:
+    return load_trained_model(path)
+
+
+def task_of(name: str) -> str:
+    """'classification', 'detection' or 'segmentation': the task of a registry name or a training checkpoint."""
+    return _trained(name).task if _is_checkpoint(name) else get_model_entry(name).task
+
+
+def build_benchmark_model(name: str, **kwargs: Any) -> nn.Module:
+    """A randomly initialised model by registry name: ``torchvision:<builder>``, one of our detectors or
+    segmenters, or any timm model (``hardnet68``, ``resnet50``, ...); ``kwargs`` go to the builder.
+    A path ending in ``.pth`` / ``.pt`` is a training checkpoint of ``tools/train.py``: its trained model
+    (a detector's post-processing costs what its real scores make it cost, not what random ones do)."""
+    if _is_checkpoint(name):
+        return copy.deepcopy(_trained(name).model)
+    entry = get_model_entry(name)
+    if entry.source == 'torchvision':  # random weights, and the auxiliary head where there is one
+        arguments = entry.arguments()
+        defaults = {k: v for k, v in (('weights_backbone', None), ('aux_loss', True)) if k in arguments}
+        return entry.build(**defaults, **kwargs)
+    defaults = {'detection': dict(num_classes=91), 'segmentation': dict(num_classes=21)}.get(entry.task, {})
+    return entry.build(**defaults, **kwargs)
+
+
+def split_variants(name: str) -> Tuple[str, List[str]]:
+    """``'hardnet68+fused+cl'`` -> ``('hardnet68', ['fused', 'cl'])``."""
+    base, *variants = name.split('+')
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f'unknown variant(s) {unknown} in {name!r}; known: {sorted(VARIANTS)}')
+    return base, variants
+
+
+def modes_for(name: str, train: bool) -> List[str]:
+    """Fused, ONNX and int8 variants, and trained checkpoints, are inference-only."""
+    base, variants = split_variants(name)
+    inference_only = {'fused', 'onnx', 'int8'} & set(variants) or _is_checkpoint(base)
+    return ['infer'] + (['train'] if train and not inference_only else [])

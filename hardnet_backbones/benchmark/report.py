@@ -1,0 +1,54 @@
+"""Markdown tables of benchmark results, with the setting in the caption."""
+from typing import Any, Dict, Sequence
+
+from .measure import BenchConfig
+
+__all__ = ['to_markdown', 'interleaved_markdown']
+
+
+def to_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '') -> str:
+    """A Markdown table of the rows, with the setting in the caption."""
+    memory = ('CUDA max allocated' if cfg.device.startswith('cuda') else
+              'peak RSS of the process; step mem = peak RSS added by the timed steps')
+    batches = f'batch {cfg.batch_size}'
+    if cfg.train and cfg.train_batch_size:
+        batches += f' (training {cfg.train_batch_size})'
+    caption = (f'{title}device {cfg.device}, {batches}, {cfg.image_size[0]}x{cfg.image_size[1]}, '
+               f'{cfg.dtype}, channels_last={cfg.channels_last}, compile={cfg.compile}, fuse={cfg.fuse}; '
+               f'median of {cfg.iters} runs after {cfg.warmup} warm-up; memory = {memory}')
+    columns = [('model', 'model'), ('baseline', 'baseline'), ('params_m', 'params (M)'), ('gmacs', 'GMACs'),
+               ('infer_images_per_s', 'infer img/s'), ('infer_latency_ms_median', 'latency ms (median)'),
+               ('infer_latency_ms_p90', 'latency ms (p90)'), ('infer_peak_mem_mb', 'infer mem MB'),
+               ('infer_speedup', 'infer x baseline')]
+    if cfg.train:
+        columns += [('train_images_per_s', 'train img/s'), ('train_peak_mem_mb', 'train mem MB'),
+                    ('train_speedup', 'train x baseline')]
+        if not cfg.device.startswith('cuda'):
+            columns += [('train_step_mem_mb', 'train step mem MB'), ('train_step_memory_ratio', 'step mem x baseline')]
+    lines = [f'*{caption}*', '', '| ' + ' | '.join(c[1] for c in columns) + ' |',
+             '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(columns))) + '|']
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            cells.append(f'{value:.2f}' if isinstance(value, float) else str(value if value is not None else ''))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def interleaved_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '') -> str:
+    """Markdown of :func:`run_interleaved` rows, the GEMM rate in the caption."""
+    gemm = rows[0]['gemm_gflops'] if rows else 0.0
+    caption = (f'{title}device {cfg.device}, batch {cfg.batch_size}, {cfg.image_size[0]}x{cfg.image_size[1]}, '
+               f'{cfg.dtype}, inference; models interleaved in {rows[0]["rounds"] if rows else 0} rounds of '
+               f'{cfg.iters} iterations after {cfg.warmup} warm-up; machine float32 GEMM rate {gemm:.1f} GFLOP/s')
+    header = ('| model | baseline | GMACs | img/s (median) | img/s (min-max) | x baseline (median) | '
+              'x baseline (min-max) | GFLOP/s | of GEMM rate |')
+    lines = [f'*{caption}*', '', header, '|---|---|---:|---:|---:|---:|---:|---:|---:|']
+    for r in rows:
+        speed = (f'{r["infer_speedup"]:.2f} | {r["infer_speedup_min"]:.2f}-{r["infer_speedup_max"]:.2f}'
+                 if 'infer_speedup' in r else ' | ')
+        lines.append(f'| {r["model"]} | {r["baseline"]} | {r["gmacs"]:.2f} | {r["infer_images_per_s"]:.2f} | '
+                     f'{r["infer_images_per_s_min"]:.2f}-{r["infer_images_per_s_max"]:.2f} | {speed} | '
+                     f'{r["infer_gflops"]:.1f} | {r["gemm_fraction"]:.0%} |')
+    return '\n'.join(lines) + '\n'

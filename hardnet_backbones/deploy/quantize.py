@@ -1,0 +1,126 @@
+"""Static int8 quantization by onnxruntime, calibrated on real images.
+
+Detectors keep their pre- and post-processing (resize, normalisation, box decoding, NMS) in float:
+only the backbone and the head's convolutions are quantized. Segmenters likewise keep the final
+upsampling of the logits in float.
+"""
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from ..data.image_io import read_image
+from ..data.inputs import image_to_input
+from .export import export_onnx, onnx_input_name
+from .runtime import require_export_extra
+
+__all__ = ['quantize_to_onnx', 'quantized_node_count', 'calibration_images']
+
+# the float-to-int8 conversion is onnxruntime's; what it is given to convert is ours to choose
+_ALWAYS_QUANTIZED = ('Conv', 'Gemm', 'MatMul')
+
+
+def _nodes_to_quantize(onnx_model: Any, kind: str) -> Optional[List[str]]:
+    """Classifiers and feature extractors: every node onnxruntime can quantize (None). Detectors and
+    segmenters: the backbone whole, elsewhere only convolutions and matrix products, so that box decoding,
+    NMS and the logits' upsampling stay float."""
+    if kind in ('classification', 'features'):
+        return None
+    return [node.name for node in onnx_model.graph.node
+            if node.name.startswith('/model/backbone/') or node.op_type in _ALWAYS_QUANTIZED]
+
+
+def _calibration_feeds(calibration: Iterable[torch.Tensor], kind: str, input_name: str) -> List[dict]:
+    feeds = []
+    for item in calibration:
+        if not isinstance(item, torch.Tensor):
+            raise TypeError(f'calibration inputs must be tensors, got {type(item).__name__}')
+        array = item.detach().cpu().float().contiguous()
+        if kind == 'detection':
+            if array.dim() != 3:
+                raise ValueError(
+                    f'detector calibration inputs are (3, H, W) images in [0, 1], got {tuple(array.shape)}')
+        elif array.dim() == 3:
+            array = array.unsqueeze(0)
+        feeds.append({input_name: array.numpy()})
+    if not feeds:
+        raise ValueError('int8 quantization needs calibration inputs: real images as the model takes them '
+                         '(a few dozen from the training data); without them activation ranges are guesses')
+    return feeds
+
+
+def quantize_to_onnx(
+        model: nn.Module,
+        path: Union[str, Path],
+        kind: str,
+        calibration: Iterable[torch.Tensor],
+        image_size: Tuple[int, int] = (224, 224),
+        per_channel: bool = True,
+) -> Path:
+    """Export ``model`` to ONNX and write its static int8 quantization (QDQ format) to ``path``.
+
+    Args:
+        kind: 'classification', 'features', 'detection' or 'segmentation' (as for
+            :func:`~hardnet_backbones.deploy.export.export_onnx`).
+        calibration: model inputs from real data, used to choose the activation ranges: ``(3, H, W)``
+            images in [0, 1] for detectors, preprocessed ``(B, 3, H, W)`` or ``(3, H, W)`` tensors otherwise.
+        image_size: ``(H, W)`` of the export's example input.
+        per_channel: one weight scale per output channel (more accurate, as fast on CPU).
+
+    Raises:
+        ImportError: onnx / onnxruntime missing (``pip install hardnet-backbones[export]``).
+        ValueError: no calibration inputs, or of the wrong shape.
+    """
+    require_export_extra()
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self, feeds: List[dict]):
+            self.feeds = iter(feeds)
+
+        def get_next(self) -> Optional[dict]:
+            return next(self.feeds, None)
+
+    feeds = _calibration_feeds(calibration, kind, onnx_input_name(kind))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path, prepared_path = Path(tmp) / 'float.onnx', Path(tmp) / 'prepared.onnx'
+        export_onnx(model, float_path, kind, image_size)
+        quant_pre_process(str(float_path), str(prepared_path), skip_symbolic_shape=True)
+        nodes = _nodes_to_quantize(onnx.load(str(prepared_path)), kind)
+        quantize_static(str(prepared_path), str(path), _Reader(feeds), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_quantize=nodes)
+    return path
+
+
+def quantized_node_count(path: Union[str, Path]) -> int:
+    """How many tensors of an ONNX file are quantized (its ``QuantizeLinear`` nodes)."""
+    import onnx
+    return sum(node.op_type == 'QuantizeLinear' for node in onnx.load(str(path)).graph.node)
+
+
+def calibration_images(
+        paths: Sequence[Union[str, Path]],
+        kind: str,
+        model: Optional[nn.Module] = None,
+        count: int = 32,
+) -> List[torch.Tensor]:
+    """Up to ``count`` image files (evenly spread over ``paths``), each made into the input ``kind``'s
+    model takes: ``(3, H, W)`` in [0, 1] for detectors, ImageNet-normalised at its own size for
+    segmenters, the timm eval transform of ``model`` (resize, crop, normalise) for classifiers and
+    feature extractors."""
+    if count < 1:
+        raise ValueError(f'count must be >= 1, got {count}')
+    step = max(1, len(paths) // count)
+    chosen = list(paths)[::step][:count]
+    if kind in ('classification', 'features'):
+        from timm.data import create_transform, resolve_model_data_config
+        transform = create_transform(**resolve_model_data_config(model), is_training=False)
+        return [transform(read_image(p)) for p in chosen]
+    return [image_to_input(read_image(p), kind) for p in chosen]

@@ -1,0 +1,85 @@
+"""The output folder of a run: which files it holds, when a new run may start there, and its log file.
+
+Per run, under ``cfg.output_dir`` (written by the main process only): ``config.yaml`` (resolved),
+``train.log``, ``metrics.jsonl`` (one line per epoch), ``history.png`` (loss and metric curves),
+``last.pth`` / ``best.pth`` (resumable), ``results.json`` (final metrics) and ``visuals/``.
+"""
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+from ..errors import ConfigError, user_message
+from .checkpoint import load_training_checkpoint
+from .config import Config
+
+__all__ = ['RUN_FILES', 'LOG_FORMAT', 'setup_logging', 'has_run', 'clear_run', 'resume_checkpoint', 'log_failure']
+
+# what a run writes into output_dir (--overwrite removes exactly these)
+RUN_FILES = ('config.yaml', 'train.log', 'metrics.jsonl', 'history.png', 'last.pth', 'best.pth', 'results.json',
+             'visuals')
+
+_logger = logging.getLogger('hardnet.train')
+
+
+LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+
+
+def setup_logging(out_dir: Optional[Path]) -> Optional[logging.Handler]:
+    """Console logging, plus ``train.log`` in ``out_dir``; returns the file handler to remove after the run."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.getLogger('hardnet').setLevel(logging.INFO)  # train.log is complete whatever the root level is
+    if out_dir is None:
+        return None
+    handler = logging.FileHandler(out_dir / 'train.log')
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger('hardnet').addHandler(handler)
+    return handler
+
+
+def has_run(out_dir: Path) -> bool:
+    return any((out_dir / name).exists() for name in ('last.pth', 'best.pth', 'metrics.jsonl', 'results.json'))
+
+
+def clear_run(out_dir: Path) -> None:
+    """Remove the run files of :data:`RUN_FILES` (partial ``.tmp`` files go with every start)."""
+    for name in RUN_FILES:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def resume_checkpoint(
+        cfg: Config, resume: Union[None, bool, str, Path], overwrite: bool,
+) -> Tuple[Optional[Path], Optional[Dict[str, Any]]]:
+    """The checkpoint to continue from (None: a fresh run), after checking the output folder."""
+    out_dir = Path(cfg.output_dir)
+    if resume not in (None, False) and overwrite:
+        raise ConfigError('--resume and --overwrite contradict each other; choose one')
+    if resume in (None, False):
+        if has_run(out_dir) and not overwrite:
+            raise ConfigError(f'output_dir {out_dir} already holds a run; continue it with --resume, replace it with '
+                              f'--overwrite, or choose another output_dir')
+        return None, None
+    path = out_dir / 'last.pth' if resume is True else Path(resume)
+    if not path.is_file():
+        if resume is True:
+            _logger.info('No checkpoint at %s: starting from scratch', path)
+            return None, None
+        raise FileNotFoundError(f'--resume: checkpoint not found: {path}')
+    return path, load_training_checkpoint(path)
+
+
+def log_failure(handler: Optional[logging.Handler], out_dir: Path, error: BaseException) -> None:
+    """Append a failure to the run's ``train.log`` (that of an existing run too) without echoing it to the console:
+    the tools print it themselves."""
+    own = handler is None and out_dir.is_dir()
+    if own:
+        handler = logging.FileHandler(out_dir / 'train.log')
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    if handler is not None:
+        handler.handle(_logger.makeRecord(_logger.name, logging.ERROR, __file__, 0, '%s', (user_message(error),), None))
+    if own:
+        handler.close()

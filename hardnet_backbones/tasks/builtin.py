@@ -1,0 +1,137 @@
+"""What the built-in tasks share: the model a config describes, built through the model registry."""
+import difflib
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from ..engine.config import Config, DataConfig
+from ..engine.task import Task
+from ..errors import CheckpointError, ConfigError, DownloadError
+from ..models.registry import TORCHVISION_PREFIX, ModelEntry, get_model_entry, list_models
+from ..models.state_dict import match_state_dict
+
+__all__ = ['BuiltInTask', 'build_model_from_config', 'check_model_config', 'data_roots', 'detection_input_size',
+           'model_entry']
+
+# builder arguments that have keys of their own in the model section
+_OWN_KEYS = {'num_classes': 'model.num_classes', 'weights_backbone': 'model.weights_backbone',
+             'trainable_backbone_layers': 'model.trainable_backbone_layers', 'aux_loss': 'model.aux_loss'}
+
+
+def data_roots(data: DataConfig, train: bool) -> List[Path]:
+    """The dataset folder(s) of the training split, or of the validation split (``data.val_root`` when set)."""
+    if not train and data.val_root is not None:
+        return [Path(data.val_root)]
+    return [Path(r) for r in ([data.root] if isinstance(data.root, str) else data.root)]
+
+
+def model_entry(cfg: Config) -> ModelEntry:
+    """The registry entry of ``model.name``, which must be a model of the config's task.
+
+    Raises:
+        ConfigError: unknown name, or a model of another task (naming the valid ones).
+    """
+    name = cfg.model.name
+    try:
+        entry = get_model_entry(name)
+    except ValueError as e:
+        raise ConfigError(f'model.name: {e}') from None
+    choices = f'choose one of {", ".join(list_models(cfg.task))} or {TORCHVISION_PREFIX}<torchvision {cfg.task} model>'
+    if entry.task != cfg.task:
+        raise ConfigError(f'model.name: {name!r} is not a {cfg.task} model (it is a {entry.task} model); {choices}')
+    if cfg.task == 'detection' and entry.input_size is None:
+        raise ConfigError(f'model.name: {name!r} is not a detection model this engine trains: it trains detectors '
+                          f'that resize to a square input (SSD, SSDLite); {choices}')
+    return entry
+
+
+def detection_input_size(cfg: Config) -> int:
+    """The square size a detector resizes its images to (``model.kwargs.size`` or the model's own)."""
+    return cfg.model.kwargs.get('size', model_entry(cfg).input_size)
+
+
+def check_model_config(cfg: Config) -> None:
+    """``model.name`` is a model of the task and every ``model.kwargs`` key is an argument it takes.
+
+    Raises:
+        ConfigError: naming the unknown key, the closest valid one and the whole list.
+    """
+    entry = model_entry(cfg)
+    valid = [n for n in entry.arguments() if n not in _OWN_KEYS]
+    weights = cfg.model.weights_backbone
+    if entry.source == 'torchvision' and weights not in (None, 'DEFAULT'):
+        raise ConfigError(f'model.weights_backbone: torchvision models take null or DEFAULT (their published '
+                          f'backbone weights), not {weights!r}')
+    for key in cfg.model.kwargs:
+        if key in _OWN_KEYS:
+            raise ConfigError(f'model.kwargs.{key}: set it as {_OWN_KEYS[key]} instead')
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            raise ConfigError(f'model.kwargs.{key}: {cfg.model.name} takes no argument {key!r}{hint}; '
+                              f'valid: {", ".join(valid)}')
+
+
+def build_model_from_config(
+        cfg: Config,
+        num_classes: int,
+        state_dict: Optional[Dict[str, torch.Tensor]] = None,
+) -> torch.nn.Module:
+    """The model ``cfg.model`` describes, for training, evaluation and inference alike.
+
+    Args:
+        cfg: run config (``model.name``, ``weights_backbone``, ``trainable_backbone_layers``, ``aux_loss``, ``kwargs``).
+        num_classes: classes of the model (detection: the background included).
+        state_dict: trained weights to load; then no backbone weights are downloaded (they would be overwritten).
+
+    Raises:
+        ConfigError: unknown model or arguments. DownloadError: backbone weights cannot be fetched.
+        CheckpointError: ``state_dict`` does not fit the model.
+    """
+    m = cfg.model
+    entry = model_entry(cfg)
+    kwargs = dict(m.kwargs, num_classes=num_classes,
+                  weights_backbone=m.weights_backbone if state_dict is None else None)
+    if cfg.task == 'detection' and m.trainable_backbone_layers is not None:
+        kwargs['trainable_backbone_layers'] = m.trainable_backbone_layers
+    if cfg.task == 'segmentation' and m.aux_loss is not None:
+        kwargs['aux_loss'] = m.aux_loss
+    try:
+        model = entry.build(**kwargs)
+    except DownloadError as e:
+        raise DownloadError(f'model.weights_backbone={m.weights_backbone}: {e.problem}. Offline, fetch the file '
+                            f'elsewhere and set model.weights_backbone=PATH', e.problem) from e
+    except ValueError as e:  # the builders' own checks: unknown name, num_classes, output_stride, ...
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f'model {m.name!r}: {e}') from e
+    if state_dict is not None:
+        what = f'{m.name} with {num_classes} classes ({cfg.task})'
+        try:
+            model.load_state_dict(match_state_dict(dict(state_dict), model, what=what))
+        except CheckpointError as e:
+            raise CheckpointError(f'{e}{_layout_hint(cfg, state_dict)}') from e
+    return model
+
+
+def _layout_hint(cfg: Config, state_dict: Dict[str, torch.Tensor]) -> str:
+    """The fix for weights of a builder's earlier default layout, if that is what they are."""
+    if (cfg.model.name == 'lraspp_hardnet39ds' and 'dilated_last_stage' not in cfg.model.kwargs
+            and any(k.startswith('backbone.body.features_block4.') for k in state_dict)):
+        return ('. These weights have the layout of lraspp_hardnet39ds before 0.2 (high-level branch on the '
+                'dilated last stage): set model.kwargs.dilated_last_stage=true')
+    return ''
+
+
+class BuiltInTask(Task):
+    """What detection and segmentation share: the model comes from :func:`build_model_from_config`."""
+
+    def check_config(self) -> None:
+        check_model_config(self.cfg)
+
+    def num_classes(self, dataset) -> int:
+        return self.cfg.model.num_classes or dataset.num_classes
+
+    def build_model(self, num_classes: int, state_dict=None) -> torch.nn.Module:
+        return build_model_from_config(self.cfg, num_classes, state_dict)

@@ -1,0 +1,1 @@
+"""Plumbing shared by every layer: crash-safe files, distributed collectives, devices."""

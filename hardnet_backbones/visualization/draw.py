@@ -1,0 +1,85 @@
+"""Pictures of predictions: detections drawn on images, segmentation masks and overlays."""
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import draw_bounding_boxes
+
+from ..data.palettes import IGNORE_COLOR, color_palette
+
+__all__ = ['draw_detections', 'overlay_segmentation', 'mask_to_png']
+
+
+def _to_uint8(image: torch.Tensor) -> torch.Tensor:
+    if image.dtype == torch.uint8:
+        return image
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def draw_detections(
+        image: torch.Tensor,
+        boxes: torch.Tensor,
+        labels: torch.Tensor,
+        scores: Optional[torch.Tensor],
+        class_names: Sequence[str],
+        score_threshold: float = 0.3,
+        min_side: int = 384,
+) -> Image.Image:
+    """Boxes with "name score" captions on a ``(3, H, W)`` image in [0, 1] (or uint8).
+
+    ``labels`` are 1-based (0 is the background), as torchvision detectors return them. Images
+    whose short side is below ``min_side`` pixels are enlarged first so captions stay legible.
+    """
+    keep = scores >= score_threshold if scores is not None else torch.ones(len(boxes), dtype=torch.bool)
+    boxes, labels = boxes[keep].cpu().float(), labels[keep].cpu()
+    scale = max(1.0, min_side / min(image.shape[-2:]))
+    if scale > 1:
+        size = [round(image.shape[-2] * scale), round(image.shape[-1] * scale)]
+        image = torch.nn.functional.interpolate(image[None].float(), size=size, mode='bilinear')[0]
+        image = image / 255 if image.max() > 1.5 else image
+        boxes = boxes * scale
+    captions = [class_names[int(label) - 1] for label in labels]
+    if scores is not None:
+        captions = [f'{c} {s:.2f}' for c, s in zip(captions, scores[keep].tolist())]
+    palette = color_palette(['background', *class_names])
+    drawn = draw_bounding_boxes(
+        _to_uint8(image.cpu()), boxes, labels=captions, colors=[palette[int(label)] for label in labels], width=2)
+    return Image.fromarray(drawn.permute(1, 2, 0).numpy())
+
+
+def mask_to_png(mask: Union[np.ndarray, torch.Tensor], palette: Sequence[tuple]) -> Image.Image:
+    """A class-index mask as a palette PNG image: pixel values are the classes, the colours ``palette``'s
+    (:data:`IGNORE_COLOR` at 255), so viewers show colours and ``np.asarray(Image.open(f))`` gives the classes."""
+    mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if mask.min() < 0 or mask.max() > 255:
+        raise ValueError(f'a palette PNG holds classes 0..255, got {mask.min()}..{mask.max()}')
+    image = Image.fromarray(mask.astype(np.uint8), mode='P')
+    colors = list(palette)[:255] + [(0, 0, 0)] * (255 - min(len(palette), 255)) + [IGNORE_COLOR]
+    image.putpalette([c for color in colors for c in color])
+    return image
+
+
+def overlay_segmentation(
+        image: Union[np.ndarray, torch.Tensor],
+        mask: Union[np.ndarray, torch.Tensor],
+        class_names: Union[int, Sequence[str]],
+        alpha: float = 0.5,
+        ignore_index: int = 255,
+) -> Image.Image:
+    """Blend a class-index mask (``(H, W)``) in palette colours over an RGB image (HWC uint8 or CHW [0, 1]).
+
+    Every class is coloured (class 0 too) except one named 'background'; ``ignore_index`` pixels get
+    :data:`IGNORE_COLOR`. ``class_names`` may be a class count.
+    """
+    if isinstance(image, torch.Tensor):
+        image = _to_uint8(image.cpu()).permute(1, 2, 0).numpy()
+    mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    palette = color_palette(class_names)
+    names = [f'class_{i}' for i in range(class_names)] if isinstance(class_names, int) else list(class_names)
+    colors = np.array(palette + [IGNORE_COLOR], dtype=np.float32)
+    ignored = mask == ignore_index
+    index = np.where(ignored, len(palette), np.clip(mask, 0, len(palette) - 1))
+    painted = ignored | ~np.isin(mask, [i for i, n in enumerate(names) if n == 'background'])
+    blend = np.where(painted[..., None], (1 - alpha) * image + alpha * colors[index], image)
+    return Image.fromarray(blend.astype(np.uint8))
