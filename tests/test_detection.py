@@ -14,7 +14,7 @@ from hardnet_backbones.models import create_model, list_models, ssdlite320_hardn
 
 from .reference_hardnet import RefHarDNet
 
-BUILDERS = list_models('detection')
+BUILDERS = [n for n in list_models('detection') if n.startswith('ssd')]  # the FPN detectors: test_fpn_detectors.py
 NUM_MAPS = {'ssd300_hardnet68': 6, 'ssd512_hardnet68': 7, 'ssd512_hardnet85': 7,
             'ssdlite320_hardnet39ds': 6, 'ssdlite320_hardnet68ds': 6}
 

@@ -439,5 +439,7 @@ def test_torchvision_model_arguments_are_checked(shapes_root, tmp_path, caplog):
     torch.save({}, weights)
     assert train_cli.main(args + [f'--set=model.weights_backbone={weights}']) == 2
     assert 'torchvision models take null or DEFAULT' in caplog.text
-    assert train_cli.main(args + ['--set=model.name=torchvision:fasterrcnn_resnet50_fpn']) == 2
-    assert "is not a detection model" in caplog.text
+    assert train_cli.main(args + ['--set=model.name=torchvision:lraspp_mobilenet_v3_large']) == 2
+    assert "is not a detection model (it is a segmentation model)" in caplog.text
+    assert train_cli.main(args + ['--set=model.name=torchvision:keypointrcnn_resnet50_fpn']) == 2
+    assert "is not a detection model this engine trains yet" in caplog.text

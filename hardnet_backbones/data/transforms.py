@@ -123,7 +123,7 @@ def _iou_with(boxes: np.ndarray, crop: np.ndarray) -> np.ndarray:
 
 
 def detection_train_transform(
-        size: int,
+        size: Optional[int],
         photometric_p: float = 0.5,
         zoom_out_max: float = 4.0,
         zoom_out_p: float = 0.5,
@@ -131,7 +131,8 @@ def detection_train_transform(
         hflip_p: float = 0.5,
         min_box_size: float = 1.0,
 ) -> A.Compose:
-    """SSD training augmentation: photometric distortion, zoom-out, IoU crop, flip, resize.
+    """SSD training augmentation: photometric distortion, zoom-out, IoU crop, flip, resize to ``size`` x ``size``
+    (None: no resize, for detectors that resize their images themselves, as the FPN detectors do).
 
     Call as ``t(image=HWC uint8, bboxes=(N, 4) xyxy pixels, labels=(N,))``; boxes smaller than
     ``min_box_size`` pixels after the transform are dropped together with their labels.
@@ -141,7 +142,7 @@ def detection_train_transform(
         ZoomOut(max_scale=zoom_out_max, p=zoom_out_p) if zoom_out_max > 1 else None,
         SSDRandomCrop() if iou_crop else None,
         A.HorizontalFlip(p=hflip_p),
-        A.Resize(size, size, interpolation=cv2.INTER_LINEAR),
+        A.Resize(size, size, interpolation=cv2.INTER_LINEAR) if size is not None else None,
     ]
     return A.Compose(
         [s for s in steps if s is not None],

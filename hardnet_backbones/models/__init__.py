@@ -4,6 +4,10 @@ Needs only torch, torchvision and timm. Importing it registers every builder (se
 """
 from .backbone import WeightsBackbone, create_feature_backbone
 from .fchardnet import FCHarDNet, fchardnet70
+from .fpn import HarDNetFPN, hardnet_fpn_backbone
+from .fpn_detectors import (
+    fasterrcnn_hardnet39ds_320_fpn, fasterrcnn_hardnet39ds_fpn, fasterrcnn_hardnet68_fpn, fcos_hardnet68_fpn,
+    maskrcnn_hardnet68_fpn, retinanet_hardnet68_fpn)
 from .hardnet import HarDNet, HarDNetCfg, checkpoint_filter_fn, model_cfgs
 from .hub import cached_download, load_checkpoint_file, load_weights_file
 from .registry import (
@@ -25,4 +29,6 @@ __all__ = [
     'deeplabv3_hardnet68', 'lraspp_hardnet39ds',
     'SSDFeatureExtractorHarDNet', 'ssd300_hardnet68', 'ssd512_hardnet68', 'ssd512_hardnet85',
     'ssdlite320_hardnet39ds', 'ssdlite320_hardnet68ds',
+    'HarDNetFPN', 'hardnet_fpn_backbone', 'fasterrcnn_hardnet68_fpn', 'fasterrcnn_hardnet39ds_fpn',
+    'fasterrcnn_hardnet39ds_320_fpn', 'retinanet_hardnet68_fpn', 'fcos_hardnet68_fpn', 'maskrcnn_hardnet68_fpn',
 ]

@@ -7,7 +7,7 @@ from timm.layers import freeze_batch_norm_2d
 
 __all__ = [
     'WeightsBackbone', 'create_feature_backbone', 'freeze_backbone_levels', 'num_backbone_levels',
-    'resolve_trainable_levels',
+    'resolve_trainable_levels', 'child_levels',
 ]
 
 # None/False: random init; True or 'DEFAULT': the published ImageNet weights; a str path: a local checkpoint
@@ -38,7 +38,7 @@ def create_feature_backbone(
         model_name, features_only=True, out_indices=tuple(out_indices), **pretrained_kwargs, **kwargs)
 
 
-def _child_levels(backbone: nn.Module) -> List[int]:
+def child_levels(backbone: nn.Module) -> List[int]:
     """Feature level of each child of a ``features_only`` HarDNet: level k ends at the stride-2**(k+1) tap."""
     taps = {info['module'].replace('.', '_') for info in backbone.feature_info.info}
     levels, level = [], 0
@@ -51,7 +51,7 @@ def _child_levels(backbone: nn.Module) -> List[int]:
 
 def num_backbone_levels(backbone: nn.Module) -> int:
     """Number of feature levels (stem = 1) present in a ``features_only`` HarDNet."""
-    return _child_levels(backbone)[-1] + 1
+    return child_levels(backbone)[-1] + 1
 
 
 def resolve_trainable_levels(trainable: Optional[int], pretrained: bool, max_value: int, default: int) -> int:
@@ -66,7 +66,7 @@ def resolve_trainable_levels(trainable: Optional[int], pretrained: bool, max_val
 
 def freeze_backbone_levels(backbone: nn.Module, trainable_levels: int) -> None:
     """Freeze all but the last ``trainable_levels`` levels: no gradients, BatchNorm frozen too."""
-    levels = _child_levels(backbone)
+    levels = child_levels(backbone)
     frozen_below = levels[-1] + 1 - trainable_levels
     for (name, child), level in zip(list(backbone.named_children()), levels):
         if level < frozen_below:

@@ -19,10 +19,10 @@ import torch.nn as nn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD, SSDHead
 from torchvision.models.detection.ssdlite import SSDLiteHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from .backbone import (
     WeightsBackbone, create_feature_backbone, freeze_backbone_levels, num_backbone_levels, resolve_trainable_levels)
+from .detection_transform import check_detector_images
 from .registry import register_model
 
 __all__ = [
@@ -111,19 +111,6 @@ _SSD_SPECS: Dict[str, _SSDSpec] = {
 }
 
 
-class _CheckedTransform(GeneralizedRCNNTransform):
-    """torchvision's detection transform, with a clear error for images that are not ``(3, H, W)`` floats."""
-
-    def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and (image.dim() != 3 or image.shape[0] != 3):
-            raise ValueError(f'SSD expects images of shape (3, H, W) with values in [0, 1], got {list(image.shape)}')
-        if not image.is_floating_point():
-            raise ValueError(f'SSD expects float images with values in [0, 1], got {image.dtype}')
-        mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
-        std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
-        return (image - mean[:, None, None]) / std[:, None, None]
-
-
 def _ssdlite_scratch_init(backbone: nn.Module) -> None:
     """torchvision's recipe for SSDLite trained from scratch (its ``ssdlite320_mobilenet_v3_large`` without
     backbone weights): convolutions drawn from N(0, 0.03), BatchNorm with eps 0.001 and momentum 0.03."""
@@ -173,10 +160,7 @@ def _build_ssd(
         defaults.update(score_thresh=0.001, nms_thresh=0.55, detections_per_img=300, topk_candidates=300)
     size = spec.size if size is None else size
     model = SSD(backbone, anchor_generator, (size, size), num_classes, head=head, **{**defaults, **kwargs})
-    t = model.transform
-    model.transform = _CheckedTransform(t.min_size, t.max_size, t.image_mean, t.image_std, t.size_divisible,
-                                        t.fixed_size, _skip_resize=t._skip_resize)
-    return model
+    return check_detector_images(model)
 
 
 _BUILDER_ARGS_DOC = """

@@ -14,6 +14,9 @@ from ..models.state_dict import match_state_dict
 __all__ = ['BuiltInTask', 'build_model_from_config', 'check_model_config', 'data_roots', 'detection_input_size',
            'model_entry']
 
+# detectors whose training targets hold more than boxes and labels
+_NEEDS_MORE_THAN_BOXES = ('MaskRCNN', 'KeypointRCNN')
+
 # builder arguments that have keys of their own in the model section
 _OWN_KEYS = {'num_classes': 'model.num_classes', 'weights_backbone': 'model.weights_backbone',
              'trainable_backbone_layers': 'model.trainable_backbone_layers', 'aux_loss': 'model.aux_loss'}
@@ -40,14 +43,16 @@ def model_entry(cfg: Config) -> ModelEntry:
     choices = f'choose one of {", ".join(list_models(cfg.task))} or {TORCHVISION_PREFIX}<torchvision {cfg.task} model>'
     if entry.task != cfg.task:
         raise ConfigError(f'model.name: {name!r} is not a {cfg.task} model (it is a {entry.task} model); {choices}')
-    if cfg.task == 'detection' and entry.input_size is None:
-        raise ConfigError(f'model.name: {name!r} is not a detection model this engine trains: it trains detectors '
-                          f'that resize to a square input (SSD, SSDLite); {choices}')
+    if cfg.task == 'detection' and getattr(entry.kwargs_class, '__name__', '') in _NEEDS_MORE_THAN_BOXES:
+        raise ConfigError(f'model.name: {name!r} is not a detection model this engine trains yet: it learns from '
+                          f'instance masks or keypoints, and the detection datasets give boxes; build it with '
+                          f'hardnet_backbones.models.create_model to train it yourself, or {choices}')
     return entry
 
 
-def detection_input_size(cfg: Config) -> int:
-    """The square size a detector resizes its images to (``model.kwargs.size`` or the model's own)."""
+def detection_input_size(cfg: Config) -> Optional[int]:
+    """The square size an SSD detector resizes its images to (``model.kwargs.size`` or the model's own); None for
+    the FPN detectors, which resize to ``min_size`` / ``max_size`` themselves."""
     return cfg.model.kwargs.get('size', model_entry(cfg).input_size)
 
 
