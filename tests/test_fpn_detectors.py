@@ -185,3 +185,22 @@ def test_mask_and_keypoint_detectors_are_refused_by_the_engine_in_one_line(shape
     assert train_cli.main(args + ['--set=model.name=maskrcnn_hardnet68_fpn']) == 2
     assert 'is not a detection model this engine trains yet' in caplog.text
     assert not (tmp_path / 'o').exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name, low_threshold', [
+    ('fasterrcnn_hardnet39ds_320_fpn', {}), ('maskrcnn_hardnet68_fpn', dict(box_score_thresh=0.0)),
+    ('retinanet_hardnet68_fpn', dict(score_thresh=0.0)), ('fcos_hardnet68_fpn', dict(score_thresh=0.0))])
+def test_onnx_export_matches_pytorch_for_every_family(tmp_path, name, low_threshold):
+    from hardnet_backbones.deploy import OnnxRuntimeModel, export_onnx, validate_onnx
+
+    torch.manual_seed(0)  # random weights: a threshold of 0 keeps detections to compare
+    model = create_model(name, num_classes=3, min_size=96, max_size=128, **low_threshold).eval()
+    path = export_onnx(model, tmp_path / f'{name}.onnx', 'detection', (96, 128))
+    report = validate_onnx(path, model, 'detection', (96, 128), 1e-3)
+    assert report['ok'] and report['detections'] > 0, report
+    out = OnnxRuntimeModel(path, 'detection')([torch.rand(3, 80, 112)])[0]  # another size: dynamic axes
+    expected = {'boxes', 'scores', 'labels'} | ({'masks'} if name.startswith('maskrcnn') else set())
+    assert set(out) == expected
+    if 'masks' in out:
+        assert out['masks'].shape[1:] == (1, 80, 112)

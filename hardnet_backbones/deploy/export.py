@@ -44,15 +44,16 @@ class _DictToTuple(nn.Module):
 
 
 class _SingleImageDetector(nn.Module):
-    """One ``(3, H, W)`` image in, ``(boxes, scores, labels)`` out."""
+    """One ``(3, H, W)`` image in, ``(boxes, scores, labels[, masks])`` out."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, names: Sequence[str]):
         super().__init__()
         self.model = model
+        self.names = list(names)
 
-    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         out = self.model([image])[0]
-        return out['boxes'], out['scores'], out['labels']
+        return tuple(out[k] for k in self.names)
 
 
 def _example(kind: str, image_size: Tuple[int, int], batch: int = 1) -> torch.Tensor:
@@ -71,8 +72,9 @@ def output_names(model: nn.Module, kind: str, image_size: Tuple[int, int]) -> Li
     """Names of the exported outputs, in order."""
     if kind == 'classification':
         return ['logits']
-    if kind == 'detection':
-        return ['boxes', 'scores', 'labels']
+    if kind == 'detection':  # Mask R-CNN adds a mask per detection
+        has_masks = getattr(getattr(model, 'roi_heads', None), 'mask_head', None) is not None
+        return ['boxes', 'scores', 'labels'] + (['masks'] if has_masks else [])
     if kind == 'features':
         return [f'features_{r}' for r in model.feature_info.reduction()]
     with torch.no_grad():
@@ -85,7 +87,7 @@ def _wrap(model: nn.Module, kind: str, names: Sequence[str]) -> nn.Module:
     if kind == 'segmentation':
         return _DictToTuple(model, names)
     if kind == 'detection':
-        return _SingleImageDetector(model)
+        return _SingleImageDetector(model, names)
     return model
 
 
@@ -117,6 +119,8 @@ def export_onnx(
     if dynamic:
         if kind == 'detection':
             dynamic_axes = {input_name: {1: 'height', 2: 'width'}, **{n: {0: 'detections'} for n in names}}
+            if 'masks' in names:
+                dynamic_axes['masks'] = {0: 'detections', 2: 'height', 3: 'width'}
         else:
             dynamic_axes = {input_name: {0: 'batch', 2: 'height', 3: 'width'}}
             for n in names:
@@ -140,11 +144,13 @@ def _reference(model: nn.Module, kind: str, x: torch.Tensor, names: Sequence[str
 def _compare(kind: str, got: Sequence[np.ndarray], expected: Sequence[np.ndarray], atol: float) -> Dict[str, Any]:
     if kind == 'detection':
         # post-processing keeps the same boxes in the same order when the scores agree
-        boxes, scores, labels = got
-        ref_boxes, ref_scores, ref_labels = expected
+        boxes, scores, labels = got[:3]
+        ref_boxes, ref_scores, ref_labels = expected[:3]
         n = min(len(scores), len(ref_scores), 20)
         same_count = len(scores) == len(ref_scores)
         diff = float(np.abs(boxes[:n] - ref_boxes[:n]).max()) if n else 0.0
+        if len(got) > 3 and n:  # Mask R-CNN: mask probabilities, in [0, 1]
+            diff = max(diff, float(np.abs(got[3][:n] - expected[3][:n]).max()))
         ok = same_count and bool(np.array_equal(labels[:n], ref_labels[:n])) and diff <= max(atol, 1e-2)
         return dict(max_abs_diff=diff, detections=int(len(scores)), reference_detections=int(len(ref_scores)), ok=ok)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(got, expected))

@@ -59,9 +59,8 @@ class OnnxRuntimeModel(nn.Module):
     def forward(self, x: Union[torch.Tensor, Sequence[torch.Tensor]]) -> Any:
         if self.kind == 'detection':
             detections = []
-            for image in x:
-                boxes, scores, labels = self._run(image)
-                detections.append(dict(boxes=boxes, scores=scores, labels=labels))
+            for image in x:  # boxes, scores, labels (and a Mask R-CNN's masks)
+                detections.append(dict(zip(self.output_names, self._run(image))))
             return detections
         outputs = self._run(x)
         if self.kind == 'classification':
