@@ -10,6 +10,7 @@ from hardnet_backbones.data.shapes import make_shapes_dataset
 
 from .helpers import (
     DETECTION, KEYS_JSON, SEGMENTATION, detection_overrides, scale_coco_category_ids, segmentation_overrides)
+from .reference_hardnet import RefHarDNet
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -47,3 +48,12 @@ def runs(tmp_path_factory):
     trainer.train(load_config(SEGMENTATION, segmentation_overrides(data, root / 'seg', epochs=1, workers=0)))
     trainer.train(load_config(DETECTION, detection_overrides(data, root / 'det', epochs=1, workers=0)))
     return dict(data=data, seg=root / 'seg' / 'last.pth', det=root / 'det' / 'last.pth')
+
+
+@pytest.fixture(scope='session')
+def hardnet39ds_weights(tmp_path_factory):
+    """A HarDNet-39DS checkpoint in the published layout (random values), for weights_backbone."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('weights') / 'hardnet39ds.pth'
+    torch.save(RefHarDNet('hardnet39ds').state_dict(), path)
+    return path

@@ -12,8 +12,6 @@ from hardnet_backbones.data.transforms import detection_train_transform
 from hardnet_backbones.evaluation.detection import coco_map, voc_ap50
 from hardnet_backbones.models import create_model, list_models, ssdlite320_hardnet39ds
 
-from .reference_hardnet import RefHarDNet
-
 BUILDERS = [n for n in list_models('detection') if n.startswith('ssd')]  # the FPN detectors: test_fpn_detectors.py
 NUM_MAPS = {'ssd300_hardnet68': 6, 'ssd512_hardnet68': 7, 'ssd512_hardnet85': 7,
             'ssdlite320_hardnet39ds': 6, 'ssdlite320_hardnet68ds': 6}
@@ -58,14 +56,6 @@ def test_builders_are_keyword_only_and_validate():
         create_model('ssdlite320_hardnet39ds', num_classes=1)
     with pytest.raises(ValueError, match='unknown model'):
         create_model('ssd300_resnet')
-
-
-@pytest.fixture(scope='module')
-def hardnet39ds_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp('w') / 'hardnet39ds.pth'
-    torch.save(RefHarDNet('hardnet39ds').state_dict(), path)
-    return path
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ from hardnet_backbones.models import create_model, get_model_entry, hardnet_fpn_
 from hardnet_backbones.models.backbone import child_levels
 
 from .helpers import ROOT
-from .reference_hardnet import RefHarDNet
 
 FPN_BUILDERS = [n for n in list_models('detection') if not n.startswith('ssd')]
 SMALL = dict(min_size=96, max_size=128)  # the models resize their images themselves: keep the tests small
@@ -22,15 +21,6 @@ EXPECTED_LOSSES = {
     'retinanet': {'classification', 'bbox_regression'},
     'fcos': {'classification', 'bbox_regression', 'bbox_ctrness'},
 }
-
-
-@pytest.fixture(scope='module')
-def hardnet39ds_weights(tmp_path_factory):
-    """A HarDNet-39DS checkpoint in the published layout (random values)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp('w') / 'hardnet39ds.pth'
-    torch.save(RefHarDNet('hardnet39ds').state_dict(), path)
-    return path
 
 
 def _targets(images, with_masks: bool):

@@ -50,6 +50,12 @@ SUITES: Dict[str, Dict[str, str]] = {
         'mobilenetv2_100': 'hardnet39ds',
     },
     'memory': {'hardnet68': 'hardnet68', 'hardnet68+ckpt': 'hardnet68'},
+    'fpn': {
+        'torchvision:fasterrcnn_resnet50_fpn': 'torchvision:fasterrcnn_resnet50_fpn',
+        'fasterrcnn_hardnet68_fpn': 'torchvision:fasterrcnn_resnet50_fpn',
+        'torchvision:fasterrcnn_mobilenet_v3_large_fpn': 'torchvision:fasterrcnn_mobilenet_v3_large_fpn',
+        'fasterrcnn_hardnet39ds_fpn': 'torchvision:fasterrcnn_mobilenet_v3_large_fpn',
+    },
 }
 
 

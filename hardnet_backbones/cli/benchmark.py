@@ -15,7 +15,7 @@ from ..benchmark import SUITES, VARIANTS, BenchConfig, interleaved_markdown, run
 _logger = logging.getLogger('hardnet.benchmark')
 
 _DEFAULT_SIZES = {'classification': (224, 224), 'detection': (300, 300), 'segmentation': (512, 512),
-                  'fchardnet': (512, 1024), 'inference': (224, 224), 'memory': (224, 224)}
+                  'fchardnet': (512, 1024), 'inference': (224, 224), 'memory': (224, 224), 'fpn': (480, 640)}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='training-step batch size (default: same as --batch-size)')
     parser.add_argument('--image-size', type=int, nargs='+', default=None, metavar='PX',
                         help='input H [W] in pixels (default: 224 for classification suites, 300 detection, '
-                             '512 segmentation, 512 1024 fchardnet; detectors resize internally to their own size)')
+                             '512 segmentation, 512 1024 fchardnet, 480 640 fpn; detectors resize internally: SSDs to '
+                             'their square size, FPN detectors to min_size / max_size)')
     parser.add_argument('--dtype', choices=['float32', 'float16', 'bfloat16'], default='float32',
                         help='autocast dtype (default: %(default)s)')
     parser.add_argument('--channels-last', action='store_true', help='NHWC memory format for model and inputs')

@@ -11,8 +11,7 @@ from .fpn_detectors import (
 from .hardnet import HarDNet, HarDNetCfg, checkpoint_filter_fn, model_cfgs
 from .hub import cached_download, load_checkpoint_file, load_weights_file
 from .registry import (
-    TORCHVISION_PREFIX, ModelEntry, create_model, get_model_entry, list_models, register_model, register_timm_model,
-    torchvision_models)
+    TORCHVISION_PREFIX, ModelEntry, create_model, get_model_entry, list_models, register_model, register_timm_model)
 from .segmentation import (
     HarDNetSegmentationBackbone, deeplabv3_hardnet68, fcn_hardnet39ds, fcn_hardnet68, fcn_hardnet68ds, fcn_hardnet85,
     lraspp_hardnet39ds)
@@ -24,7 +23,7 @@ __all__ = [
     'HarDNet', 'HarDNetCfg', 'checkpoint_filter_fn', 'model_cfgs', 'FCHarDNet', 'fchardnet70',
     'WeightsBackbone', 'create_feature_backbone', 'cached_download', 'load_checkpoint_file', 'load_weights_file',
     'ModelEntry', 'register_model', 'register_timm_model', 'get_model_entry', 'list_models', 'create_model',
-    'torchvision_models', 'TORCHVISION_PREFIX',
+    'TORCHVISION_PREFIX',
     'HarDNetSegmentationBackbone', 'fcn_hardnet39ds', 'fcn_hardnet68ds', 'fcn_hardnet68', 'fcn_hardnet85',
     'deeplabv3_hardnet68', 'lraspp_hardnet39ds',
     'SSDFeatureExtractorHarDNet', 'ssd300_hardnet68', 'ssd512_hardnet68', 'ssd512_hardnet85',

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, TypeVar
 import torch.nn as nn
 
 __all__ = ['ModelEntry', 'register_model', 'register_timm_model', 'get_model_entry', 'list_models', 'create_model',
-           'torchvision_models', 'TORCHVISION_PREFIX', 'TASKS']
+           'TORCHVISION_PREFIX', 'TASKS']
 
 TORCHVISION_PREFIX = 'torchvision:'
 TASKS = ('classification', 'detection', 'segmentation')
@@ -177,16 +177,6 @@ def get_model_entry(name: str) -> ModelEntry:
 def list_models(task: Optional[str] = None) -> List[str]:
     """Our registered model names (of ``task`` when given), sorted."""
     return sorted(n for n, e in _MODELS.items() if task is None or e.task == task)
-
-
-def torchvision_models(task: str) -> List[str]:
-    """torchvision's builders of ``task`` as ``torchvision:<name>``."""
-    import torchvision.models as tvm
-    module = {'classification': tvm, 'detection': tvm.detection, 'segmentation': tvm.segmentation}[task]
-    names = tvm.list_models(module=module)
-    if task == 'classification':
-        names = [n for n in names if _torchvision_task(tvm.get_model_builder(n)) == 'classification']
-    return [TORCHVISION_PREFIX + n for n in names]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
