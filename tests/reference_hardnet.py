@@ -1,6 +1,6 @@
 """An independent, deliberately literal HarDNet used only as a test oracle.
 
-It follows ARCHITECTURE.md step by step with the published module layout (one ``base``
+It follows the block rule of docs/architecture.md step by step with the published module layout (one ``base``
 ModuleList), so its state-dict keys are exactly the published ones. Tests load its weights into
 our model through ``checkpoint_filter_fn`` and require identical outputs.
 """

@@ -10,7 +10,7 @@ from hardnet_backbones import checkpoint_filter_fn, load_checkpoint_file
 from .helpers import MODEL_NAMES, MODEL_PARAMS, randomize_bn_stats
 from .reference_hardnet import RefHarDNet
 
-# ARCHITECTURE.md: parameters in millions, 1000 classes
+# docs/architecture.md and the paper: parameters in millions, 1000 classes
 PARAMS_M = {'hardnet39ds': 3.49, 'hardnet68ds': 4.18, 'hardnet68': 17.57, 'hardnet85': 36.67}
 FEATURE_CHS = {
     'hardnet39ds': [48, 96, 320, 640, 1024],

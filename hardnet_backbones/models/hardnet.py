@@ -31,7 +31,7 @@ __all__ = ['HarDNet', 'HarDNetCfg', 'checkpoint_filter_fn', 'model_cfgs']
 
 @dataclass(frozen=True)
 class HarDNetCfg:
-    """Hyper-parameters of one HarDNet variant (see ARCHITECTURE.md)."""
+    """Hyper-parameters of one HarDNet variant (see docs/architecture.md)."""
     stem_chs: Tuple[int, int]
     stem_kernel2: int  # kernel of the second stem conv: 3 (plain) or 1 (depthwise variants)
     depthwise: bool  # CombConv layers and depthwise-conv downsampling instead of max-pooling
