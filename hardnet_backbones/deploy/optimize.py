@@ -15,7 +15,6 @@ Detectors keep their pre- and post-processing (resize, normalisation, box decodi
 only the backbone and the head's convolutions are quantized. Segmenters likewise keep the final
 upsampling of the logits in float.
 """
-
 import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Tuple, Union
