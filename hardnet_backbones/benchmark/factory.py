@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Tuple
 import torch.nn as nn
 
 from ..inference.trained import load_trained_model
-from ..models.registry import get_model_entry
+from ..models.registry import DEFAULT_NUM_CLASSES, get_model_entry
 
 __all__ = ['VARIANTS', 'SUITES', 'build_benchmark_model', 'task_of', 'split_variants', 'modes_for']
 
@@ -85,7 +85,7 @@ def build_benchmark_model(name: str, **kwargs: Any) -> nn.Module:
         arguments = entry.arguments()
         defaults = {k: v for k, v in (('weights_backbone', None), ('aux_loss', True)) if k in arguments}
         return entry.build(**defaults, **kwargs)
-    defaults = {'detection': dict(num_classes=91), 'segmentation': dict(num_classes=21)}.get(entry.task, {})
+    defaults = {'num_classes': DEFAULT_NUM_CLASSES[entry.task]} if entry.task in DEFAULT_NUM_CLASSES else {}
     return entry.build(**defaults, **kwargs)
 
 

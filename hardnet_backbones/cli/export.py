@@ -12,7 +12,7 @@ from ..deploy import (
 from ..errors import ConfigError
 from ..inference.batching import expand_image_paths
 from ..inference.trained import load_trained_model
-from ..models.registry import get_model_entry
+from ..models.registry import DEFAULT_NUM_CLASSES, get_model_entry
 from .common import USER_ERRORS, positive_int, report_user_error
 
 _logger = logging.getLogger('hardnet.export')
@@ -64,10 +64,6 @@ def _check_arguments(args) -> None:
         raise ConfigError('give --model (or a training --checkpoint)')
 
 
-# what a model of each task is built with when no checkpoint gives its classes
-_DEFAULT_CLASSES = {'detection': 91, 'segmentation': 21}
-
-
 def _build(args):
     """(model, kind, name) from the arguments."""
     try:
@@ -79,7 +75,7 @@ def _build(args):
         return trained.model, trained.task, trained.config.model.name
     kwargs = {}
     if entry.task != 'classification':
-        kwargs['num_classes'] = args.num_classes or _DEFAULT_CLASSES[entry.task]
+        kwargs['num_classes'] = args.num_classes or DEFAULT_NUM_CLASSES[entry.task]
     elif args.checkpoint:
         kwargs = dict(pretrained=True, pretrained_cfg_overlay=dict(file=args.checkpoint))
     if args.features_only:

@@ -7,7 +7,7 @@ from timm.layers import freeze_batch_norm_2d
 
 __all__ = [
     'WeightsBackbone', 'create_feature_backbone', 'freeze_backbone_levels', 'num_backbone_levels',
-    'resolve_trainable_levels', 'child_levels',
+    'resolve_trainable_levels', 'child_levels', 'check_detector_classes',
 ]
 
 # None/False: random init; True or 'DEFAULT': the published ImageNet weights; a str path: a local checkpoint
@@ -52,6 +52,12 @@ def child_levels(backbone: nn.Module) -> List[int]:
 def num_backbone_levels(backbone: nn.Module) -> int:
     """Number of feature levels (stem = 1) present in a ``features_only`` HarDNet."""
     return child_levels(backbone)[-1] + 1
+
+
+def check_detector_classes(num_classes: int) -> None:
+    """A torchvision detector's ``num_classes`` counts the background: at least 2."""
+    if num_classes < 2:
+        raise ValueError(f'num_classes counts the background too and must be >= 2, got {num_classes}')
 
 
 def resolve_trainable_levels(trainable: Optional[int], pretrained: bool, max_value: int, default: int) -> int:

@@ -18,18 +18,13 @@ from torchvision.models.detection.mask_rcnn import MaskRCNN
 from torchvision.models.detection.retinanet import RetinaNet, RetinaNetHead
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from .backbone import WeightsBackbone
+from .backbone import WeightsBackbone, check_detector_classes
 from .detection_transform import check_detector_images
 from .fpn import HarDNetFPN, hardnet_fpn_backbone
 from .registry import register_model
 
 __all__ = ['fasterrcnn_hardnet68_fpn', 'fasterrcnn_hardnet39ds_fpn', 'fasterrcnn_hardnet39ds_320_fpn',
            'retinanet_hardnet68_fpn', 'fcos_hardnet68_fpn', 'maskrcnn_hardnet68_fpn']
-
-
-def _check_num_classes(num_classes: int) -> None:
-    if num_classes < 2:
-        raise ValueError(f'num_classes counts the background too and must be >= 2, got {num_classes}')
 
 
 def _pyramid(name: str, weights_backbone: WeightsBackbone, trainable: Optional[int], **kwargs: Any) -> HarDNetFPN:
@@ -60,7 +55,7 @@ _ARGS_DOC = """
 @register_model('detection', kwargs_class=FasterRCNN)
 def fasterrcnn_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                              trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> FasterRCNN:
-    _check_num_classes(num_classes)
+    check_detector_classes(num_classes)
     backbone = _pyramid('hardnet68', weights_backbone, trainable_backbone_layers)
     return check_detector_images(FasterRCNN(backbone, num_classes, **kwargs))
 
@@ -69,7 +64,7 @@ def _fasterrcnn_hardnet39ds(num_classes: int, weights_backbone: WeightsBackbone,
                             **kwargs: Any) -> FasterRCNN:
     """The mobile pair of torchvision's MobileNetV3 Faster R-CNN: the stride-16 and stride-32 maps and a pooled
     stride-64 one, five anchor sizes at every level."""
-    _check_num_classes(num_classes)
+    check_detector_classes(num_classes)
     backbone = _pyramid('hardnet39ds', weights_backbone, trainable, returned_layers=[3, 4])
     anchors = _anchors_per_level((32, 64, 128, 256, 512), levels=3)
     return check_detector_images(FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **kwargs))
@@ -92,7 +87,7 @@ def fasterrcnn_hardnet39ds_320_fpn(*, num_classes: int = 91, weights_backbone: W
 @register_model('detection', kwargs_class=RetinaNet)
 def retinanet_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                             trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> RetinaNet:
-    _check_num_classes(num_classes)
+    check_detector_classes(num_classes)
     last_channels = 1024  # hardnet68's stride-32 map feeds P6, as C5 does in retinanet_resnet50_fpn_v2
     backbone = _pyramid('hardnet68', weights_backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
                         extra_blocks=LastLevelP6P7(last_channels, 256))
@@ -107,7 +102,7 @@ def retinanet_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsB
 @register_model('detection', kwargs_class=FCOS)
 def fcos_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                        trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> FCOS:
-    _check_num_classes(num_classes)
+    check_detector_classes(num_classes)
     backbone = _pyramid('hardnet68', weights_backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
                         extra_blocks=LastLevelP6P7(256, 256))
     return check_detector_images(FCOS(backbone, num_classes, **kwargs))
@@ -116,7 +111,7 @@ def fcos_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsBackbo
 @register_model('detection', kwargs_class=MaskRCNN)
 def maskrcnn_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                            trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> MaskRCNN:
-    _check_num_classes(num_classes)
+    check_detector_classes(num_classes)
     backbone = _pyramid('hardnet68', weights_backbone, trainable_backbone_layers, extra_blocks=LastLevelMaxPool())
     return check_detector_images(MaskRCNN(backbone, num_classes, **kwargs))
 

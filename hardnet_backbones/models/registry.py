@@ -25,10 +25,12 @@ from typing import Any, Callable, Dict, List, Optional, TypeVar
 import torch.nn as nn
 
 __all__ = ['ModelEntry', 'register_model', 'register_timm_model', 'get_model_entry', 'list_models', 'create_model',
-           'TORCHVISION_PREFIX', 'TASKS']
+           'TORCHVISION_PREFIX', 'TASKS', 'DEFAULT_NUM_CLASSES']
 
 TORCHVISION_PREFIX = 'torchvision:'
 TASKS = ('classification', 'detection', 'segmentation')
+# classes of a model built without data to count them (benchmark, export): COCO's 91 ids, VOC's 21 classes
+DEFAULT_NUM_CLASSES = {'detection': 91, 'segmentation': 21}
 
 F = TypeVar('F', bound=Callable[..., nn.Module])
 

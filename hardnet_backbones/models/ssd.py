@@ -21,7 +21,8 @@ from torchvision.models.detection.ssd import SSD, SSDHead
 from torchvision.models.detection.ssdlite import SSDLiteHead
 
 from .backbone import (
-    WeightsBackbone, create_feature_backbone, freeze_backbone_levels, num_backbone_levels, resolve_trainable_levels)
+    WeightsBackbone, check_detector_classes, create_feature_backbone, freeze_backbone_levels, num_backbone_levels,
+    resolve_trainable_levels)
 from .detection_transform import check_detector_images
 from .registry import register_model
 
@@ -131,8 +132,7 @@ def _build_ssd(
         size: Optional[int],
         **kwargs: Any,
 ) -> SSD:
-    if num_classes < 2:
-        raise ValueError(f'num_classes counts the background too and must be >= 2, got {num_classes}')
+    check_detector_classes(num_classes)
     body = create_feature_backbone(
         spec.backbone, spec.out_indices, weights_backbone, output_stride=spec.output_stride)
     max_levels = num_backbone_levels(body)
