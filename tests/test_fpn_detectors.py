@@ -170,10 +170,10 @@ def test_the_engine_trains_and_evaluates_an_fpn_detector(shapes_root, tmp_path, 
     assert type(trained.model).__name__ == 'FasterRCNN' and trained.model.transform.min_size == (64,)
 
 
-def test_mask_and_keypoint_detectors_are_refused_by_the_engine_in_one_line(shapes_root, tmp_path, caplog):
+def test_keypoint_detectors_are_refused_by_the_engine_in_one_line(shapes_root, tmp_path, caplog):
     args = [str(FPN_CONFIG), f'--set=data.root={shapes_root}', f'--set=output_dir={tmp_path / "o"}']
-    assert train_cli.main(args + ['--set=model.name=maskrcnn_hardnet68_fpn']) == 2
-    assert 'is not a detection model this engine trains yet' in caplog.text
+    assert train_cli.main(args + ['--set=model.name=torchvision:keypointrcnn_resnet50_fpn']) == 2
+    assert 'is not a detection model this engine trains yet: it learns from keypoints' in caplog.text
     assert not (tmp_path / 'o').exists()
 
 

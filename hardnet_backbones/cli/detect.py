@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.image_io import read_image_array
+from ..evaluation.detection import predictions_to_coco
 from ..inference.batching import batched
 from ..utils.files import write_text_atomic
 from ..visualization.draw import draw_detections
@@ -20,9 +21,10 @@ _logger = logging.getLogger('hardnet.detect')
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description='Run a detector trained with tools/train.py on images. Writes <out-dir>/<image name>.png '
-                    '(boxes, class names, scores drawn), detections.json (per image: box, label, score), '
-                    'detections_coco.json (COCO results with the dataset\'s category ids, for pycocotools '
-                    'loadRes) and images.json (the image ids used there).')
+                    '(boxes, class names, scores drawn; instance segmenters: masks too), detections.json (per '
+                    'image: box, label, score), detections_coco.json (COCO results with the dataset\'s category '
+                    'ids, for pycocotools loadRes; with RLE "segmentation" masks from instance segmenters) and '
+                    'images.json (the image ids used there).')
     add_prediction_args(parser, 'runs/detect')
     parser.add_argument('--score-threshold', type=float, default=0.3,
                         help='keep and draw boxes scoring at least this (default: %(default)s)')
@@ -48,14 +50,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     image_id = len(images) + 1
                     images.append(dict(id=image_id, file_name=str(path), width=image.shape[2], height=image.shape[1]))
                     keep = pred['scores'] >= args.score_threshold
-                    boxes, labels, scores = (pred[k][keep].cpu() for k in ('boxes', 'labels', 'scores'))
-                    draw_detections(image, boxes, labels, scores, trained.class_names, args.score_threshold).save(
-                        out_dir / f'{path.stem}.png')
+                    kept = {k: v[keep].cpu() for k, v in pred.items()}
+                    draw_detections(image, kept['boxes'], kept['labels'], kept['scores'], trained.class_names,
+                                    args.score_threshold, masks=kept.get('masks')).save(out_dir / f'{path.stem}.png')
                     report[str(path)] = [dict(box=b, label=trained.class_names[int(lbl) - 1], score=s) for b, lbl, s
-                                         in zip(boxes.tolist(), labels.tolist(), scores.tolist())]
-                    for (x1, y1, x2, y2), label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
-                        coco_results.append(dict(image_id=image_id, category_id=trained.category_ids[int(label)],
-                                                 bbox=[x1, y1, x2 - x1, y2 - y1], score=score))
+                                         in zip(*(kept[k].tolist() for k in ('boxes', 'labels', 'scores')))]
+                    coco_results += predictions_to_coco([image_id], [kept], trained.category_ids)
                     bar.update(1)
     except USER_ERRORS as e:
         return report_user_error(_logger, e)

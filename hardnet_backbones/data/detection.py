@@ -1,7 +1,10 @@
 """Detection datasets: COCO json and Pascal VOC xml, both evaluated through a pycocotools ``COCO``.
 
 Each item is ``(image, target)``: a float ``(3, H, W)`` image in [0, 1] and a dict with ``boxes``
-(``(N, 4)`` xyxy pixels), ``labels`` (``(N,)`` int64, 1..K, 0 is the background) and ``image_id``.
+(``(N, 4)`` xyxy pixels), ``labels`` (``(N,)`` int64, 1..K, 0 is the background) and ``image_id``; with
+``masks=True`` (COCO data with ``segmentation``, for instance segmentation) also ``masks`` (``(N, H, W)`` uint8,
+one binary mask per object). Augmentation moves masks with the image; the boxes of masked objects are then
+the tight boxes of their masks, and objects whose mask left the image are dropped.
 
 Annotations are validated when the dataset is created: malformed entries raise an error naming the
 file and the entry. One box policy holds for training targets and evaluation ground truth alike:
@@ -27,6 +30,7 @@ from pycocotools.coco import COCO
 
 from ..errors import DataError
 from .image_io import read_image_array
+from .instance_masks import boxes_from_masks, check_segmentation, decode_segmentation
 from .sampling import AugmentedDataset, EpochIndex
 
 __all__ = ['CocoDetectionDataset', 'VOCDetectionDataset', 'VOC_CLASSES', 'collate_detection', 'coco_from_dict']
@@ -87,11 +91,13 @@ def _ground_truth_entry(ann: Dict[str, Any], width: int, height: int) -> Tuple[O
 class _DetectionDataset(AugmentedDataset):
     """Common loading/augmentation; subclasses fill ``records`` and ``coco``."""
 
-    def __init__(self, transform: Optional[DetectionTransform] = None, exif_orientation: bool = True):
+    def __init__(self, transform: Optional[DetectionTransform] = None, exif_orientation: bool = True,
+                 masks: bool = False):
         super().__init__()
         self.transform = transform
         self.exif_orientation = exif_orientation
-        # {'file', 'image_id', 'width', 'height', 'boxes', 'labels'}
+        self.masks = masks
+        # {'file', 'image_id', 'width', 'height', 'boxes', 'labels'} and, with masks, 'segmentations'
         self.records: List[Dict[str, Any]] = []
         self.coco: COCO
         self.class_names: List[str] = []
@@ -122,17 +128,37 @@ class _DetectionDataset(AugmentedDataset):
         image = self.load_image(index)
         boxes = np.asarray(record['boxes'], dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(record['labels'], dtype=np.int64)
+        masks = self._instance_masks(record) if self.masks else None
         if self.transform is not None:
-            out = self.transform(image=image, bboxes=boxes, labels=labels)
-            image = out['image']
-            boxes = np.asarray(out['bboxes'], dtype=np.float32).reshape(-1, 4)
-            labels = np.asarray(out['labels'], dtype=np.int64)
+            image, boxes, labels, masks = self._augment(image, boxes, labels, masks)
         if isinstance(image, np.ndarray):
             image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if image.dtype == torch.uint8:
             image = image.float().div_(255)
         target = dict(boxes=torch.from_numpy(boxes), labels=torch.from_numpy(labels), image_id=record['image_id'])
+        if masks is not None:
+            target['masks'] = torch.from_numpy(np.ascontiguousarray(masks))
         return image, target
+
+    @staticmethod
+    def _instance_masks(record: Dict[str, Any]) -> np.ndarray:
+        height, width = record['height'], record['width']
+        masks = [decode_segmentation(s, height, width) for s in record['segmentations']]
+        return np.stack(masks) if masks else np.zeros((0, height, width), np.uint8)
+
+    def _augment(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, masks: Optional[np.ndarray]):
+        if masks is None:
+            out = self.transform(image=image, bboxes=boxes, labels=labels)
+            return (out['image'], np.asarray(out['bboxes'], dtype=np.float32).reshape(-1, 4),
+                    np.asarray(out['labels'], dtype=np.int64), None)
+        # the object indices ride along as labels, so the masks of the objects the transform kept can be picked
+        out = self.transform(image=image, bboxes=boxes, labels=np.arange(len(labels)), masks=masks)
+        kept = np.asarray(out['labels'], dtype=np.int64)
+        masks = np.asarray(out['masks'], dtype=np.uint8).reshape(-1, *out['image'].shape[:2])[kept]
+        visible = masks.reshape(len(masks), -1).any(1)
+        masks = masks[visible]
+        boxes = np.asarray(boxes_from_masks(masks), dtype=np.float32).reshape(-1, 4)
+        return out['image'], boxes, labels[kept][visible], masks
 
 
 class CocoDetectionDataset(_DetectionDataset):
@@ -144,6 +170,7 @@ class CocoDetectionDataset(_DetectionDataset):
         transform: albumentations-style callable (see ``hardnet_backbones.data.transforms``).
         skip_empty: drop images without any usable box (training only; evaluation keeps all).
         exif_orientation: apply the images' EXIF orientation tags (annotations made on upright images).
+        masks: also give each object's mask (every annotation then needs a ``segmentation``).
     """
 
     def __init__(
@@ -153,8 +180,9 @@ class CocoDetectionDataset(_DetectionDataset):
             transform: Optional[DetectionTransform] = None,
             skip_empty: bool = False,
             exif_orientation: bool = True,
+            masks: bool = False,
     ):
-        super().__init__(transform, exif_orientation)
+        super().__init__(transform, exif_orientation, masks)
         ann_file = Path(ann_file)
         data = self._read_json(ann_file)
         categories = sorted(data['categories'], key=lambda c: c['id'])
@@ -162,11 +190,14 @@ class CocoDetectionDataset(_DetectionDataset):
         self.label_to_cat_id = {i + 1: c['id'] for i, c in enumerate(categories)}
         cat_to_label = {cat: label for label, cat in self.label_to_cat_id.items()}
         images = {img['id']: img for img in data['images']}
-        per_image: Dict[Any, Dict[str, list]] = {i: dict(boxes=[], labels=[]) for i in images}
+        per_image: Dict[Any, Dict[str, list]] = {
+            i: dict(boxes=[], labels=[], **({'segmentations': []} if masks else {})) for i in images}
         ground_truth, dropped = [], 0
         for ann in data['annotations']:
             self._check_annotation(ann, images, cat_to_label, ann_file)
             img = images[ann['image_id']]
+            if masks:
+                self._check_segmentation(ann, img, ann_file)
             box, entry = _ground_truth_entry(ann, img['width'], img['height'])
             ground_truth.append(entry)
             if ann.get('iscrowd', 0):
@@ -176,6 +207,8 @@ class CocoDetectionDataset(_DetectionDataset):
                 continue
             per_image[ann['image_id']]['boxes'].append(box)
             per_image[ann['image_id']]['labels'].append(cat_to_label[ann['category_id']])
+            if masks:
+                per_image[ann['image_id']]['segmentations'].append(ann['segmentation'])
         if dropped:
             _logger.warning('%s: %d boxes have no area inside their image; they are left out of training and '
                             'ignored in evaluation', ann_file, dropped)
@@ -213,6 +246,16 @@ class CocoDetectionDataset(_DetectionDataset):
             if not isinstance(ann, dict) or 'id' not in ann:
                 raise DataError(f'{path}: annotations[{i}] has no "id" (COCO evaluation needs one per annotation)')
         return data
+
+    @staticmethod
+    def _check_segmentation(ann: Dict[str, Any], img: Dict[str, Any], path: Path) -> None:
+        if 'segmentation' not in ann:
+            raise DataError(f'{path}: annotation {ann["id"]} has no "segmentation"; instance segmentation needs a '
+                            f'polygon or RLE mask for every object (train a box detector on box-only data)')
+        try:
+            check_segmentation(ann['segmentation'], img['height'], img['width'])
+        except ValueError as e:
+            raise DataError(f'{path}: annotation {ann["id"]}: {e}') from None
 
     @staticmethod
     def _check_annotation(ann: Dict[str, Any], images: Dict, cat_to_label: Dict, path: Path) -> None:

@@ -4,8 +4,8 @@ Layout written under ``root`` (deterministic for a given seed):
 
 - ``images/<split>/<id>.png``: RGB images.
 - ``masks/<split>/<id>.png``: class index per pixel (0 background, 1 circle, 2 rectangle, 3 triangle).
-- ``annotations/<split>.json``: COCO detection annotations (boxes of the visible part of each shape),
-  ``file_name`` relative to ``images/<split>/`` (the COCO layout).
+- ``annotations/<split>.json``: COCO annotations of the visible part of each shape: its box and its mask
+  (``segmentation`` as compressed RLE), ``file_name`` relative to ``images/<split>/`` (the COCO layout).
 
 ``layout='voc'`` writes the same kind of images as a Pascal VOC folder instead: ``JPEGImages/<id>.jpg``
 (JPEG-compressed), ``Annotations/<id>.xml`` (1-based inclusive boxes; shapes under 8 px a side are
@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from .instance_masks import encode_mask
 from .palettes import voc_palette
 
 __all__ = ['SHAPE_CLASSES', 'LAYOUTS', 'make_shapes_dataset']
@@ -73,7 +74,7 @@ def _make_sample(rng: np.random.Generator, height: int, width: int, max_shapes: 
         classes.append(cls)
         instances[mask] = len(classes)
     semantic = np.zeros((height, width), np.uint8)
-    boxes: List[Tuple[List[float], int, int]] = []
+    boxes: List[Tuple[List[float], int, int, dict]] = []  # (xywh box, class, area, RLE mask) per visible shape
     for inst, cls in enumerate(classes, start=1):
         visible = instances == inst
         area = int(visible.sum())
@@ -82,7 +83,8 @@ def _make_sample(rng: np.random.Generator, height: int, width: int, max_shapes: 
         semantic[visible] = cls
         ys, xs = np.nonzero(visible)
         x1, y1 = float(xs.min()), float(ys.min())
-        boxes.append(([x1, y1, float(xs.max()) + 1 - x1, float(ys.max()) + 1 - y1], cls, area))
+        box = [x1, y1, float(xs.max()) + 1 - x1, float(ys.max()) + 1 - y1]
+        boxes.append((box, cls, area, encode_mask(visible)))
     return image, semantic, boxes
 
 
@@ -94,7 +96,7 @@ def _voc_xml(stem: str, width: int, height: int, boxes) -> bytes:
     for key, value in (('width', width), ('height', height), ('depth', 3)):
         ET.SubElement(size, key).text = str(value)
     ET.SubElement(root, 'segmented').text = '1'
-    for (x, y, w, h), cls, _ in boxes:
+    for (x, y, w, h), cls, _, _ in boxes:
         obj = ET.SubElement(root, 'object')
         ET.SubElement(obj, 'name').text = SHAPE_CLASSES[cls - 1]
         ET.SubElement(obj, 'pose').text = 'Unspecified'
@@ -151,10 +153,10 @@ def _write_coco_split(root: Path, split: str, samples: Iterable) -> Path:
         Image.fromarray(semantic).save(root / 'masks' / split / name)
         height, width = semantic.shape
         coco['images'].append(dict(id=image_id, file_name=name, width=width, height=height))
-        for bbox, cls, area in boxes:
+        for bbox, cls, area, rle in boxes:
             coco['annotations'].append(dict(
                 id=len(coco['annotations']) + 1, image_id=image_id, category_id=cls,
-                bbox=bbox, area=area, iscrowd=0))
+                bbox=bbox, area=area, iscrowd=0, segmentation=rle))
     path = root / 'annotations' / f'{split}.json'
     path.write_text(json.dumps(coco))
     return path

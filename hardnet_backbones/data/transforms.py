@@ -134,12 +134,14 @@ def detection_train_transform(
     """SSD training augmentation: photometric distortion, zoom-out, IoU crop, flip, resize to ``size`` x ``size``
     (None: no resize, for detectors that resize their images themselves, as the FPN detectors do).
 
-    Call as ``t(image=HWC uint8, bboxes=(N, 4) xyxy pixels, labels=(N,))``; boxes smaller than
-    ``min_box_size`` pixels after the transform are dropped together with their labels.
+    Call as ``t(image=HWC uint8, bboxes=(N, 4) xyxy pixels, labels=(N,))``, plus ``masks=(N, H, W)`` instance
+    masks for instance segmentation (moved with the image, zero where the canvas is padded); boxes smaller than
+    ``min_box_size`` pixels after the transform are dropped together with their labels (not their masks: the
+    caller picks those by the kept labels, see ``hardnet_backbones.data.detection``).
     """
     steps = [
         A.ColorJitter(brightness=0.125, contrast=0.5, saturation=0.5, hue=0.05, p=photometric_p),
-        ZoomOut(max_scale=zoom_out_max, p=zoom_out_p) if zoom_out_max > 1 else None,
+        ZoomOut(max_scale=zoom_out_max, fill_mask=0, p=zoom_out_p) if zoom_out_max > 1 else None,
         SSDRandomCrop() if iou_crop else None,
         A.HorizontalFlip(p=hflip_p),
         A.Resize(size, size, interpolation=cv2.INTER_LINEAR) if size is not None else None,

@@ -1,4 +1,5 @@
-"""Detection metrics: COCO mAP through pycocotools ``COCOeval`` and VOC-style AP50."""
+"""Detection metrics: COCO mAP through pycocotools ``COCOeval`` (boxes, and masks for instance segmentation) and
+VOC-style AP50."""
 import contextlib
 import io
 import logging
@@ -10,6 +11,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
+from ..data.instance_masks import encode_mask
 from ..utils.distributed import DistInfo, all_gather_objects
 
 __all__ = ['COCO_STAT_NAMES', 'coco_map', 'voc_ap50', 'predictions_to_coco', 'evaluate_detection']
@@ -24,28 +26,40 @@ def predictions_to_coco(
         outputs: Sequence[Mapping[str, torch.Tensor]],
         label_to_cat_id: Mapping[int, int],
 ) -> List[Dict[str, Any]]:
-    """torchvision detector outputs (xyxy boxes, labels, scores) -> COCO result dicts (xywh)."""
+    """torchvision detector outputs (xyxy boxes, labels, scores, and ``(N, 1, H, W)`` mask probabilities from
+    instance segmenters) -> COCO result dicts (xywh ``bbox``; ``segmentation`` as compressed RLE of the mask
+    above 0.5, as torchvision's references threshold it)."""
     results = []
     for image_id, out in zip(image_ids, outputs):
         boxes = out['boxes'].detach().cpu().double()
         boxes[:, 2:] -= boxes[:, :2]
-        for box, label, score in zip(boxes.tolist(), out['labels'].tolist(), out['scores'].tolist()):
-            results.append(dict(image_id=image_id, category_id=label_to_cat_id[int(label)],
-                                bbox=[round(v, 2) for v in box], score=float(score)))
+        masks = out['masks'].detach().cpu()[:, 0] > 0.5 if 'masks' in out else [None] * len(boxes)
+        for box, label, score, mask in zip(boxes.tolist(), out['labels'].tolist(), out['scores'].tolist(), masks):
+            result = dict(image_id=image_id, category_id=label_to_cat_id[int(label)],
+                          bbox=[round(v, 2) for v in box], score=float(score))
+            if mask is not None:
+                result['segmentation'] = encode_mask(mask.numpy())
+            results.append(result)
     return results
 
 
-def coco_map(coco_gt: COCO, results: List[Dict[str, Any]]) -> Dict[str, Optional[float]]:
-    """The 12 COCOeval summary numbers (AP, AP50, AP75, APs/m/l, AR...) in [0, 1]; zeros without detections."""
+def coco_map(coco_gt: COCO, results: List[Dict[str, Any]], iou_type: str = 'bbox') -> Dict[str, Optional[float]]:
+    """The 12 COCOeval summary numbers (AP, AP50, AP75, APs/m/l, AR...) in [0, 1]; zeros without detections.
+
+    ``iou_type='segm'`` scores the results' ``segmentation`` masks (their areas and boxes come from the masks,
+    as in torchvision's references) against the ground truth's.
+    """
     if not results:
         return {name: 0.0 for name in COCO_STAT_NAMES}
+    # loadRes adds keys to the dicts it gets: give it copies (for masks without the boxes, see above)
+    results = [{k: v for k, v in r.items() if iou_type != 'segm' or k != 'bbox'} for r in results]
     with contextlib.redirect_stdout(io.StringIO()) as text:
         coco_dt = coco_gt.loadRes(results)
-        evaluator = COCOeval(coco_gt, coco_dt, iouType='bbox')
+        evaluator = COCOeval(coco_gt, coco_dt, iouType=iou_type)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    _logger.info('COCOeval:\n%s', text.getvalue().strip())
+    _logger.info('COCOeval (%s):\n%s', iou_type, text.getvalue().strip())
     # COCOeval reports -1 where a size range has no ground truth: None says "not measurable"
     return {name: float(v) if v >= 0 else None for name, v in zip(COCO_STAT_NAMES, evaluator.stats)}
 
@@ -126,14 +140,19 @@ def evaluate_detection(
     """Run ``model`` over ``loader`` (sharded across processes), gather on every rank, score.
 
     Returns COCO stats (``mAP`` = AP@[.5:.95], ``AP50``, ...) plus ``voc_AP50``, all in [0, 1], and the
-    detections as COCO results (the dataset's category ids, xywh boxes).
+    detections as COCO results (the dataset's category ids, xywh boxes). For a model that predicts masks, the
+    mask stats follow as ``segm_mAP``, ``segm_AP50``, ... and the results carry RLE ``segmentation``.
     """
     model.eval()
     results: List[Dict[str, Any]] = []
+    predicts_masks = False
     for images, targets in tqdm(loader, desc='evaluate', disable=not dist_info.is_main, leave=False):
         outputs = model([img.to(dist_info.device, non_blocking=True) for img in images])
+        predicts_masks = predicts_masks or any('masks' in out for out in outputs)
         results += predictions_to_coco([t['image_id'] for t in targets], outputs, label_to_cat_id)
     results = [r for part in all_gather_objects(results) for r in part]
     metrics = coco_map(coco_gt, results)
     metrics['voc_AP50'] = voc_ap50(coco_gt, results)
+    if predicts_masks:
+        metrics.update({f'segm_{k}': v for k, v in coco_map(coco_gt, results, 'segm').items()})
     return metrics, results

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
+from torchvision.models.detection.mask_rcnn import MaskRCNN
 
 from ..engine.config import Config, DataConfig
 from ..engine.task import Task
@@ -12,10 +13,10 @@ from ..models.registry import TORCHVISION_PREFIX, ModelEntry, get_model_entry, l
 from ..models.state_dict import match_state_dict
 
 __all__ = ['BuiltInTask', 'build_model_from_config', 'check_model_config', 'data_roots', 'detection_input_size',
-           'model_entry']
+           'model_entry', 'predicts_masks']
 
-# detectors whose training targets hold more than boxes and labels
-_NEEDS_MORE_THAN_BOXES = ('MaskRCNN', 'KeypointRCNN')
+# detectors whose training targets hold what the detection datasets do not give
+_NEEDS_KEYPOINTS = ('KeypointRCNN',)
 
 # builder arguments that have keys of their own in the model section
 _OWN_KEYS = {'num_classes': 'model.num_classes', 'weights_backbone': 'model.weights_backbone',
@@ -43,11 +44,17 @@ def model_entry(cfg: Config) -> ModelEntry:
     choices = f'choose one of {", ".join(list_models(cfg.task))} or {TORCHVISION_PREFIX}<torchvision {cfg.task} model>'
     if entry.task != cfg.task:
         raise ConfigError(f'model.name: {name!r} is not a {cfg.task} model (it is a {entry.task} model); {choices}')
-    if cfg.task == 'detection' and getattr(entry.kwargs_class, '__name__', '') in _NEEDS_MORE_THAN_BOXES:
+    if cfg.task == 'detection' and getattr(entry.kwargs_class, '__name__', '') in _NEEDS_KEYPOINTS:
         raise ConfigError(f'model.name: {name!r} is not a detection model this engine trains yet: it learns from '
-                          f'instance masks or keypoints, and the detection datasets give boxes; build it with '
+                          f'keypoints, and the detection datasets give boxes and masks; build it with '
                           f'hardnet_backbones.models.create_model to train it yourself, or {choices}')
     return entry
+
+
+def predicts_masks(cfg: Config) -> bool:
+    """Whether ``model.name`` is an instance segmenter (a Mask R-CNN): it trains on, and predicts, object masks."""
+    kwargs_class = model_entry(cfg).kwargs_class
+    return isinstance(kwargs_class, type) and issubclass(kwargs_class, MaskRCNN)
 
 
 def detection_input_size(cfg: Config) -> Optional[int]:

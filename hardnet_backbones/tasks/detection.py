@@ -1,4 +1,5 @@
-"""SSD detection on COCO-format or Pascal VOC data."""
+"""Detection (SSD, the FPN detectors) on COCO-format or Pascal VOC data; instance segmentation (Mask R-CNN) on COCO
+data with masks."""
 import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -14,7 +15,7 @@ from ..evaluation.detection import evaluate_detection
 from ..utils.distributed import DistInfo
 from ..utils.files import write_text_atomic
 from ..visualization.draw import draw_detections
-from .builtin import BuiltInTask, data_roots, detection_input_size
+from .builtin import BuiltInTask, data_roots, detection_input_size, predicts_masks
 
 
 class DetectionTask(BuiltInTask):
@@ -38,8 +39,12 @@ class DetectionTask(BuiltInTask):
             ann = data.train_ann if train else data.val_ann
             root = roots[0]
             return CocoDetectionDataset(root / data.images_dir / split, root / (ann or f'annotations/{split}.json'),
-                                        transform, exif_orientation=data.exif_orientation)
+                                        transform, exif_orientation=data.exif_orientation,
+                                        masks=predicts_masks(self.cfg))
         if data.format == 'voc':
+            if predicts_masks(self.cfg):
+                raise ConfigError(f'model.name: {self.cfg.model.name} learns instance masks, and VOC XML files hold '
+                                  f'boxes only; use COCO json with "segmentation" (data.format=coco)')
             return VOCDetectionDataset(roots, split, transform, class_names=data.class_names or VOC_CLASSES,
                                        exif_orientation=data.exif_orientation)
         raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')
@@ -50,7 +55,7 @@ class DetectionTask(BuiltInTask):
     def loss(self, model, batch, device) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         images, targets = batch
         images = [img.to(device, non_blocking=True) for img in images]
-        targets = [dict(boxes=t['boxes'].to(device), labels=t['labels'].to(device)) for t in targets]
+        targets = [{k: t[k].to(device) for k in ('boxes', 'labels', 'masks') if k in t} for t in targets]
         parts = model(images, targets)
         return sum(parts.values()), parts
 
@@ -65,7 +70,8 @@ class DetectionTask(BuiltInTask):
     def draw(self, model, val_set, index, device):
         image, target = val_set[index]
         pred = model([image.to(device)])[0]
-        picture = draw_detections(image, pred['boxes'], pred['labels'], pred['scores'], val_set.class_names)
+        picture = draw_detections(image, pred['boxes'], pred['labels'], pred['scores'], val_set.class_names,
+                                  masks=pred.get('masks'))
         return picture, f'detections_{target["image_id"]}.png'
 
 

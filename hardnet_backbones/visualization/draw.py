@@ -4,7 +4,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import draw_bounding_boxes
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from ..data.palettes import IGNORE_COLOR, color_palette
 
@@ -25,26 +25,37 @@ def draw_detections(
         class_names: Sequence[str],
         score_threshold: float = 0.3,
         min_side: int = 384,
+        masks: Optional[torch.Tensor] = None,
 ) -> Image.Image:
-    """Boxes with "name score" captions on a ``(3, H, W)`` image in [0, 1] (or uint8).
+    """Boxes with "name score" captions on a ``(3, H, W)`` image in [0, 1] (or uint8), and the objects' masks
+    (``(N, 1, H, W)`` probabilities as Mask R-CNN gives them, or ``(N, H, W)``; shown where above 0.5) tinted in
+    their class colour.
 
     ``labels`` are 1-based (0 is the background), as torchvision detectors return them. Images
     whose short side is below ``min_side`` pixels are enlarged first so captions stay legible.
     """
     keep = scores >= score_threshold if scores is not None else torch.ones(len(boxes), dtype=torch.bool)
     boxes, labels = boxes[keep].cpu().float(), labels[keep].cpu()
+    if masks is not None:
+        masks = masks[keep].cpu().float().reshape(-1, *image.shape[-2:])
     scale = max(1.0, min_side / min(image.shape[-2:]))
     if scale > 1:
         size = [round(image.shape[-2] * scale), round(image.shape[-1] * scale)]
         image = torch.nn.functional.interpolate(image[None].float(), size=size, mode='bilinear')[0]
         image = image / 255 if image.max() > 1.5 else image
         boxes = boxes * scale
+        if masks is not None and len(masks):
+            masks = torch.nn.functional.interpolate(masks[None], size=size, mode='bilinear')[0]
     captions = [class_names[int(label) - 1] for label in labels]
     if scores is not None:
         captions = [f'{c} {s:.2f}' for c, s in zip(captions, scores[keep].tolist())]
     palette = color_palette(['background', *class_names])
-    drawn = draw_bounding_boxes(
-        _to_uint8(image.cpu()), boxes, labels=captions, colors=[palette[int(label)] for label in labels], width=2)
+    colors = [palette[int(label)] for label in labels]
+    drawn = _to_uint8(image.cpu())
+    if masks is not None and len(masks):
+        drawn = draw_segmentation_masks(drawn, masks > 0.5, alpha=0.45, colors=colors)
+    if len(boxes):
+        drawn = draw_bounding_boxes(drawn, boxes, labels=captions, colors=colors, width=2)
     return Image.fromarray(drawn.permute(1, 2, 0).numpy())
 
 
