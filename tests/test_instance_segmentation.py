@@ -215,6 +215,7 @@ def test_mask_rcnn_on_box_only_data_is_refused_in_one_line(shapes_root, tmp_path
 
 
 def test_mask_rcnn_on_voc_data_is_refused_in_one_line(tmp_path, caplog):
-    args = [str(MASK_CONFIG), '--set=data.format=voc', f'--set=data.root={tmp_path}', f'--set=output_dir={tmp_path / "o"}']
+    args = [str(MASK_CONFIG), '--set=data.format=voc', f'--set=data.root={tmp_path}',
+            f'--set=output_dir={tmp_path / "o"}']
     assert train_cli.main(args) == 2
     assert 'VOC XML files hold boxes only' in caplog.text
