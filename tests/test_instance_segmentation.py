@@ -2,6 +2,7 @@
 keeps masks, boxes and labels aligned, mask AP beside box AP, Mask R-CNN through the engine and the tools."""
 import json
 import logging
+from pathlib import Path
 
 import albumentations as A
 import numpy as np
@@ -219,3 +220,66 @@ def test_mask_rcnn_on_voc_data_is_refused_in_one_line(tmp_path, caplog):
             f'--set=output_dir={tmp_path / "o"}']
     assert train_cli.main(args) == 2
     assert 'VOC XML files hold boxes only' in caplog.text
+
+
+def _id_masks(tmp_path, values, suffix):
+    """Two 48x64 images with id masks: objects are 10x12 blocks holding the given values."""
+    (tmp_path / 'images' / 'sub').mkdir(parents=True)
+    (tmp_path / 'masks' / 'sub').mkdir(parents=True)
+    expected = {}
+    for n in range(2):
+        ids = np.zeros((H, W), np.uint16 if max(values) > 255 else np.uint8)
+        for i, value in enumerate(values):
+            ids[4 + 14 * i:14 + 14 * i, 5 + 10 * n:17 + 10 * n] = value
+        Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(tmp_path / 'images' / 'sub' / f'ped{n}.png')
+        Image.fromarray(ids).save(tmp_path / 'masks' / 'sub' / f'ped{n}{suffix}.png')
+        expected[f'sub/ped{n}.png'] = ids
+    return expected
+
+
+def test_instance_id_pngs_become_one_mask_per_object(tmp_path):
+    from hardnet_backbones.cli import instances_to_coco
+
+    expected = _id_masks(tmp_path, [1, 2, 3], '_mask')
+    out = tmp_path / 'annotations' / 'train.json'
+    assert instances_to_coco.main(['--images', str(tmp_path / 'images'), '--masks', str(tmp_path / 'masks'),
+                                   '--out', str(out), '--mask-suffix', '_mask', '--class-name', 'person']) == 0
+    dataset = CocoDetectionDataset(tmp_path / 'images', out, masks=True)
+    assert dataset.class_names == ['person']
+    for index, record in enumerate(dataset.records):
+        ids = expected[Path(record['file']).relative_to(tmp_path / 'images').as_posix()]
+        _, target = dataset[index]
+        assert target['labels'].tolist() == [1, 1, 1]  # ids are objects, not classes
+        for value, mask in zip((1, 2, 3), target['masks'].numpy()):
+            assert (mask == (ids == value)).all()
+
+
+def test_cityscapes_instance_ids_give_objects_of_their_classes_only(tmp_path):
+    from hardnet_backbones.data.instance_ids import instance_masks_to_coco
+
+    _id_masks(tmp_path, [7, 26001, 26002, 24000], '_gtFine_instanceIds')
+    coco = instance_masks_to_coco(tmp_path / 'images', tmp_path / 'masks', tmp_path / 'c.json', 'cityscapes',
+                                  mask_suffix='_gtFine_instanceIds', progress=False)
+    names = {c['id']: c['name'] for c in coco['categories']}
+    assert [names[a['category_id']] for a in coco['annotations'][:3]] == ['person', 'car', 'car']  # road: none
+
+
+def test_instance_ids_read_as_semantic_classes_are_refused_with_the_way_out(tmp_path):
+    from hardnet_backbones.data.segmentation import folder_segmentation
+
+    _id_masks(tmp_path, [1, 2, 3], '')
+    for folder in ('images', 'masks'):
+        (tmp_path / folder / 'sub').rename(tmp_path / folder / 'train')
+    with pytest.raises(DataError, match=r'mask values \[2, 3\].*instances_to_coco'):
+        folder_segmentation(tmp_path, 'train', ['background', 'person'])
+
+
+def test_images_without_id_masks_are_one_line(tmp_path, caplog):
+    from hardnet_backbones.cli import instances_to_coco
+
+    _id_masks(tmp_path, [1], '_mask')
+    out = tmp_path / 'a.json'
+    assert instances_to_coco.main(['--images', str(tmp_path / 'images'), '--masks', str(tmp_path / 'masks'),
+                                   '--out', str(out)]) == 2
+    assert '2 of 2 images have no mask' in caplog.text and 'set the suffix' in caplog.text
+    assert not out.exists()

@@ -181,7 +181,9 @@ class SegmentationDataset(AugmentedDataset):
             shown = sorted(set(np.unique(values[bad]).tolist()))
             raise DataError(f'{path}: mask values {shown[:10]} are outside the {self.num_classes} classes '
                             f'(0..{self.num_classes - 1}, ignore {self.ignore_index}); set data.mask_values '
-                            f'to map raw values to classes, or fix the class list')
+                            f'to map raw values to classes, or fix the class list; masks with one value per object '
+                            f'(instance ids) are no classes: turn them into COCO annotations with '
+                            f'tools/instances_to_coco.py and train an instance segmenter (Mask R-CNN)')
 
     def _check_all(self) -> None:
         """One pass over every mask (cached): sizes, value ranges, 0/255 binary masks."""
