@@ -176,6 +176,8 @@ def test_mask_rcnn_trains_evaluates_and_predicts_masks_through_the_tools(shapes_
     assert train_cli.main([str(MASK_CONFIG), *_tiny_mask_run(shapes_root, out)]) == 0
     metrics = json.loads((out / 'results.json').read_text())['metrics']
     assert {'mAP', 'segm_mAP', 'segm_AP50', 'voc_AP50'} <= set(metrics)
+    record = json.loads((out / 'metrics.jsonl').read_text().splitlines()[-1])
+    assert {'loss_mask', 'loss_classifier', 'loss_objectness', 'segm_mAP'} <= set(record)  # torchvision's names
     assert list((out / 'visuals').glob('*.png'))
 
     predictions = tmp_path / 'predictions'

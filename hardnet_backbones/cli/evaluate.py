@@ -29,7 +29,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='split to evaluate (default: data.val_split); only this split is read')
     parser.add_argument('--save-predictions', default=None, metavar='DIR',
                         help='also save the predictions: DIR/detections_coco.json (COCO results with the '
-                             'dataset\'s category ids) or one palette PNG class mask per image')
+                             'dataset\'s category ids; with RLE masks from instance segmenters) or one palette '
+                             'PNG class mask per image')
     parser.add_argument('--onnx', default=None, metavar='FILE',
                         help='evaluate this ONNX file exported from CHECKPOINT (hardnet-export, e.g. --int8) in '
                              'onnxruntime instead of the PyTorch model: the accuracy a deployed file really has')

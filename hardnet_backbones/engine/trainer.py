@@ -139,7 +139,9 @@ class _Run:
                 self.ema.update(self.model)
             n = self.task.batch_size(batch)
             images += n
-            for key, value in [('loss', loss), *((f'loss_{k}', v) for k, v in parts.items())]:
+            # torchvision's detectors name their parts loss_*, SSD and the segmenters do not: one loss_ prefix
+            named = ((k if k.startswith('loss_') else f'loss_{k}', v) for k, v in parts.items())
+            for key, value in [('loss', loss), *named]:
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) * n
             bar.set_postfix(loss=f'{sums["loss"] / images:.4f}', lr=f'{self.optimizer.param_groups[0]["lr"]:.2e}')
             if self.dist.is_main and t.log_every and (step + 1) % t.log_every == 0:
