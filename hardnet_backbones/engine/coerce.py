@@ -1,15 +1,22 @@
 """Nested dicts (parsed YAML) into typed dataclasses: every value checked against its annotation.
 
-Unknown keys, wrong types and values outside ``choices`` raise ``ConfigError`` naming the dotted key
-and what is valid.
+Unknown keys, wrong types, non-finite numbers (nan, inf) and values outside ``choices`` raise ``ConfigError``
+naming the dotted key and what is valid.
 """
 import dataclasses
+import math
 import typing
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigError
 
-__all__ = ['build_dataclass']
+__all__ = ['build_dataclass', 'coerce_value']
+
+
+def coerce_value(value: Any, annotation: Any, key: str) -> Any:
+    """``value`` as the type ``annotation`` describes (int -> float allowed, bool never a number), or
+    ``ConfigError`` naming ``key``."""
+    return _coerce(value, annotation, key)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -48,6 +55,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is Any:
         return value
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f'{key}: expected a finite number, got {value!r}')
         return float(value)
     if annotation is int and isinstance(value, int) and not isinstance(value, bool):
         return value

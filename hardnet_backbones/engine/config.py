@@ -237,7 +237,7 @@ _VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
     ('train.eval_every', lambda v: v >= 1, 'at least 1 (the last epoch is always evaluated)'),
     ('train.log_every', lambda v: v >= 0, '>= 0 (0: no step lines)'),
     ('train.save_images', lambda v: v >= 0, '>= 0'),
-    ('train.seed', lambda v: v >= 0, '>= 0'),
+    ('train.seed', lambda v: 0 <= v < 2 ** 32, 'in [0, 2**32 - 1]'),
     ('data.num_workers', lambda v: v >= 0, '>= 0'),
     ('data.photometric_p', _probability, 'a probability in [0, 1]'),
     ('data.zoom_out_p', _probability, 'a probability in [0, 1]'),
@@ -252,6 +252,7 @@ _VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
     ('loss.bootstrap_threshold', lambda v: v >= 0, '>= 0'),
     ('model.num_classes', lambda v: v is None or v >= 2, 'at least 2 (or null: from the data)'),
     ('model.trainable_backbone_layers', lambda v: v is None or v >= 0, '>= 0 (or null)'),
+    ('data.class_names', lambda v: v is None or len(set(v)) == len(v), 'a list without repeated names'),
 )
 
 

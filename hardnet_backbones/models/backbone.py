@@ -7,7 +7,7 @@ from timm.layers import freeze_batch_norm_2d
 
 __all__ = [
     'WeightsBackbone', 'create_feature_backbone', 'freeze_backbone_levels', 'num_backbone_levels',
-    'resolve_trainable_levels', 'child_levels', 'check_detector_classes',
+    'resolve_trainable_levels', 'child_levels', 'check_detector_classes', 'check_segmenter_classes',
 ]
 
 # None/False: random init; True or 'DEFAULT': the published ImageNet weights; a str path: a local checkpoint
@@ -56,18 +56,25 @@ def num_backbone_levels(backbone: nn.Module) -> int:
 
 def check_detector_classes(num_classes: int) -> None:
     """A torchvision detector's ``num_classes`` counts the background: at least 2."""
-    if num_classes < 2:
-        raise ValueError(f'num_classes counts the background too and must be >= 2, got {num_classes}')
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f'num_classes counts the background too and must be an integer >= 2, got {num_classes!r}')
+
+
+def check_segmenter_classes(num_classes: int) -> None:
+    """A segmenter's ``num_classes`` (the background included when there is one): at least 1."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f'num_classes must be an integer >= 1 (the background included), got {num_classes!r}')
 
 
 def resolve_trainable_levels(trainable: Optional[int], pretrained: bool, max_value: int, default: int) -> int:
-    """torchvision's rule: everything trains without pretrained weights, else ``trainable`` (0..max_value)."""
-    if not pretrained:
-        return max_value
+    """torchvision's rule: everything trains without pretrained weights, else ``trainable`` (0..max_value).
+
+    The range is checked either way, so a value is refused or accepted the same with and without weights.
+    """
     value = default if trainable is None else trainable
     if not 0 <= value <= max_value:
         raise ValueError(f'trainable_backbone_layers must be in [0, {max_value}], got {trainable}')
-    return value
+    return value if pretrained else max_value
 
 
 def freeze_backbone_levels(backbone: nn.Module, trainable_levels: int) -> None:

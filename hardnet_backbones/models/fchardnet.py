@@ -15,6 +15,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .backbone import check_segmenter_classes
 from .hub import load_weights_file
 from .layers import ConvLayer, HarmonicBlock, check_image_input, default_init
 from .registry import register_model
@@ -56,6 +57,7 @@ class FCHarDNet(nn.Module):
             grmul: float = FCHARDNET70_CFG['grmul'],
     ):
         super().__init__()
+        check_segmenter_classes(num_classes)
         act = nn.ReLU
         encoder: 'OrderedDict[str, nn.Module]' = OrderedDict()
         in_chs = 3

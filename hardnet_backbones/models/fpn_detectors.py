@@ -19,7 +19,7 @@ from torchvision.models.detection.retinanet import RetinaNet, RetinaNetHead
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
 from .backbone import WeightsBackbone, check_detector_classes
-from .detection_transform import check_detector_images
+from .detection_transform import check_detector_images, check_detector_kwargs
 from .fpn import HarDNetFPN, hardnet_fpn_backbone
 from .registry import register_model
 
@@ -29,6 +29,11 @@ __all__ = ['fasterrcnn_hardnet68_fpn', 'fasterrcnn_hardnet39ds_fpn', 'fasterrcnn
 
 def _pyramid(name: str, weights_backbone: WeightsBackbone, trainable: Optional[int], **kwargs: Any) -> HarDNetFPN:
     return hardnet_fpn_backbone(name, weights_backbone=weights_backbone, trainable_layers=trainable, **kwargs)
+
+
+def _detector(detector_class: type, backbone: nn.Module, num_classes: int, **kwargs: Any) -> nn.Module:
+    check_detector_kwargs(detector_class, kwargs)
+    return check_detector_images(detector_class(backbone, num_classes, **kwargs))
 
 
 def _anchors_per_level(sizes, levels: int) -> AnchorGenerator:
@@ -57,7 +62,7 @@ def fasterrcnn_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: Weights
                              trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> FasterRCNN:
     check_detector_classes(num_classes)
     backbone = _pyramid('hardnet68', weights_backbone, trainable_backbone_layers)
-    return check_detector_images(FasterRCNN(backbone, num_classes, **kwargs))
+    return _detector(FasterRCNN, backbone, num_classes, **kwargs)
 
 
 def _fasterrcnn_hardnet39ds(num_classes: int, weights_backbone: WeightsBackbone, trainable: Optional[int],
@@ -67,7 +72,7 @@ def _fasterrcnn_hardnet39ds(num_classes: int, weights_backbone: WeightsBackbone,
     check_detector_classes(num_classes)
     backbone = _pyramid('hardnet39ds', weights_backbone, trainable, returned_layers=[3, 4])
     anchors = _anchors_per_level((32, 64, 128, 256, 512), levels=3)
-    return check_detector_images(FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **kwargs))
+    return _detector(FasterRCNN, backbone, num_classes, rpn_anchor_generator=anchors, **kwargs)
 
 
 @register_model('detection', kwargs_class=FasterRCNN)
@@ -88,6 +93,7 @@ def fasterrcnn_hardnet39ds_320_fpn(*, num_classes: int = 91, weights_backbone: W
 def retinanet_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                             trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> RetinaNet:
     check_detector_classes(num_classes)
+    check_detector_kwargs(RetinaNet, kwargs)
     last_channels = 1024  # hardnet68's stride-32 map feeds P6, as C5 does in retinanet_resnet50_fpn_v2
     backbone = _pyramid('hardnet68', weights_backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
                         extra_blocks=LastLevelP6P7(last_channels, 256))
@@ -105,7 +111,7 @@ def fcos_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsBackbo
     check_detector_classes(num_classes)
     backbone = _pyramid('hardnet68', weights_backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
                         extra_blocks=LastLevelP6P7(256, 256))
-    return check_detector_images(FCOS(backbone, num_classes, **kwargs))
+    return _detector(FCOS, backbone, num_classes, **kwargs)
 
 
 @register_model('detection', kwargs_class=MaskRCNN)
@@ -113,7 +119,7 @@ def maskrcnn_hardnet68_fpn(*, num_classes: int = 91, weights_backbone: WeightsBa
                            trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> MaskRCNN:
     check_detector_classes(num_classes)
     backbone = _pyramid('hardnet68', weights_backbone, trainable_backbone_layers, extra_blocks=LastLevelMaxPool())
-    return check_detector_images(MaskRCNN(backbone, num_classes, **kwargs))
+    return _detector(MaskRCNN, backbone, num_classes, **kwargs)
 
 
 fasterrcnn_hardnet68_fpn.__doc__ = ('Faster R-CNN on HarDNet-68 with an FPN on strides 4-32 (+ pooled 64), as '

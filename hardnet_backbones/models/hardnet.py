@@ -101,6 +101,8 @@ class HarDNet(nn.Module):
             raise ValueError(f'num_classes must be >= 0 (0: no classifier), got {num_classes!r}')
         if not isinstance(in_chans, int) or in_chans < 1:
             raise ValueError(f'in_chans must be >= 1, got {in_chans!r}')
+        if drop_rate is not None and not 0 <= drop_rate < 1:  # nan fails this too
+            raise ValueError(f'drop_rate must be in [0, 1), got {drop_rate!r}')
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = cfg.drop_rate if drop_rate is None else drop_rate

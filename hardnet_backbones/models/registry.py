@@ -59,14 +59,22 @@ class ModelEntry:
 
     def arguments(self) -> List[str]:
         """Keyword arguments the model takes (those in ``fixed`` excluded), the builder's own first."""
-        parameters = inspect.signature(self.builder).parameters.values()
-        names = [p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if self.kwargs_class is not None and any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return list(self.parameters())
+
+    def parameters(self) -> Dict[str, inspect.Parameter]:
+        """The keyword arguments the model takes with their annotations and defaults, as :meth:`arguments` lists
+        them: the builder's, then the detector class's that reach it through the builder's ``**kwargs``."""
+        def named(function: Callable) -> List[inspect.Parameter]:
+            return [p for p in inspect.signature(function).parameters.values()
+                    if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        found = {p.name: p for p in named(self.builder)}
+        takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(self.builder).parameters.values())
+        if self.kwargs_class is not None and takes_kwargs:
             taken_by_builder = ('self', 'backbone', 'num_classes', 'anchor_generator', 'size', 'head')
-            names += [p.name for p in inspect.signature(self.kwargs_class.__init__).parameters.values()
-                      if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                      and p.name not in taken_by_builder and p.name not in names]
-        return [n for n in names if n not in self.fixed]
+            for p in named(self.kwargs_class.__init__):
+                if p.name not in taken_by_builder:
+                    found.setdefault(p.name, p)
+        return {name: p for name, p in found.items() if name not in self.fixed}
 
     def build(self, **kwargs: Any) -> nn.Module:
         """The model, built with ``kwargs`` (and the ``fixed`` arguments)."""

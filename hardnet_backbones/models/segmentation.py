@@ -16,7 +16,7 @@ from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 from torchvision.models.segmentation.lraspp import LRASPP
 
-from .backbone import WeightsBackbone, create_feature_backbone
+from .backbone import WeightsBackbone, check_segmenter_classes, create_feature_backbone
 from .registry import register_model
 
 __all__ = [
@@ -67,6 +67,7 @@ def _backbone(
 def _fcn_hardnet(
         backbone_name: str, num_classes: int, aux_loss: bool, weights_backbone: WeightsBackbone,
         output_stride: int) -> FCN:
+    check_segmenter_classes(num_classes)
     levels = {'out': _STRIDE_32, **({'aux': _STRIDE_16} if aux_loss else {})}
     backbone = _backbone(backbone_name, levels, weights_backbone, output_stride)
     channels = backbone.channels
@@ -118,6 +119,7 @@ def deeplabv3_hardnet68(*, num_classes: int = 21, aux_loss: bool = True, weights
     """
     if output_stride not in (8, 16):
         raise ValueError(f'deeplabv3_hardnet68 supports output_stride 8 or 16, got {output_stride}')
+    check_segmenter_classes(num_classes)
     levels = {'out': _STRIDE_32, **({'aux': _STRIDE_16} if aux_loss else {})}
     backbone = _backbone('hardnet68', levels, weights_backbone, output_stride)
     channels = backbone.channels
@@ -140,6 +142,7 @@ def lraspp_hardnet39ds(*, num_classes: int = 21, weights_backbone: WeightsBackbo
             taps the end of the third stage and the last stage is not run.
     """
     high = _STRIDE_32 if dilated_last_stage else _STRIDE_16
+    check_segmenter_classes(num_classes)
     backbone = _backbone('hardnet39ds', {'low': _STRIDE_8, 'high': high}, weights_backbone, output_stride=16)
     channels = backbone.channels
     return LRASPP(backbone, channels['low'], channels['high'], num_classes, inter_channels)

@@ -23,7 +23,7 @@ from torchvision.models.detection.ssdlite import SSDLiteHead
 from .backbone import (
     WeightsBackbone, check_detector_classes, create_feature_backbone, freeze_backbone_levels, num_backbone_levels,
     resolve_trainable_levels)
-from .detection_transform import check_detector_images
+from .detection_transform import check_detector_images, check_detector_kwargs
 from .registry import register_model
 
 __all__ = [
@@ -124,6 +124,13 @@ def _ssdlite_scratch_init(backbone: nn.Module) -> None:
             m.eps, m.momentum = 0.001, 0.03
 
 
+def _check_ssd_arguments(size: Optional[int], kwargs: Dict[str, Any]) -> None:
+    """A square size of at least 32 pixels, and keywords SSD takes."""
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 32):
+        raise ValueError(f'size must be an integer of at least 32 pixels, got {size!r}')
+    check_detector_kwargs(SSD, kwargs)
+
+
 def _build_ssd(
         spec: _SSDSpec,
         num_classes: int,
@@ -133,6 +140,7 @@ def _build_ssd(
         **kwargs: Any,
 ) -> SSD:
     check_detector_classes(num_classes)
+    _check_ssd_arguments(size, kwargs)
     body = create_feature_backbone(
         spec.backbone, spec.out_indices, weights_backbone, output_stride=spec.output_stride)
     max_levels = num_backbone_levels(body)

@@ -1,11 +1,15 @@
 """What the built-in tasks share: the model a config describes, built through the model registry."""
 import difflib
+import inspect
+import logging
+import re
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torchvision.models.detection.mask_rcnn import MaskRCNN
 
+from ..engine.coerce import coerce_value
 from ..engine.config import Config, DataConfig
 from ..engine.task import Task
 from ..errors import CheckpointError, ConfigError, DownloadError
@@ -14,6 +18,8 @@ from ..models.state_dict import match_state_dict
 
 __all__ = ['BuiltInTask', 'build_model_from_config', 'check_model_config', 'data_roots', 'detection_input_size',
            'model_entry', 'predicts_masks']
+
+_logger = logging.getLogger(__name__)
 
 # detectors whose training targets hold what the detection datasets do not give
 _NEEDS_KEYPOINTS = ('KeypointRCNN',)
@@ -57,6 +63,31 @@ def predicts_masks(cfg: Config) -> bool:
     return isinstance(kwargs_class, type) and issubclass(kwargs_class, MaskRCNN)
 
 
+_PROPORTION = re.compile(r'thresh|fraction|rate')  # builder arguments in [0, 1]
+_COUNT = re.compile(r'size|per_img|top_?n|topk|channels')  # builder arguments of at least 1
+
+
+def _check_kwarg(name: str, value: Any, parameter: inspect.Parameter, model: str) -> None:
+    """A ``model.kwargs`` value against the type its builder declares (or its default's: a number, or a list of
+    numbers, where torchvision leaves the argument unannotated) and the range
+    its name implies (thresholds, fractions and rates in [0, 1], sizes and counts >= 1, other numbers >= 0)."""
+    key = f'model.kwargs.{name}'
+    annotation = parameter.annotation
+    if annotation is inspect.Parameter.empty:
+        default = parameter.default
+        annotation = type(default) if isinstance(default, (bool, int, float, str)) else Any
+        if annotation in (int, float):  # torchvision leaves these unannotated; some take lists (min_size)
+            annotation = Union[annotation, List[annotation]]
+    coerce_value(value, annotation, key)
+    numbers = [v for v in (value if isinstance(value, (list, tuple)) else [value])
+               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    for number in numbers:
+        low, high = (1, None) if _COUNT.search(name) else (0, 1 if _PROPORTION.search(name) else None)
+        if number < low or (high is not None and number > high):
+            limits = f'in [{low}, {high}]' if high is not None else f'>= {low}'
+            raise ConfigError(f'{key}: {value!r} is invalid for {model}; it must be {limits}')
+
+
 def detection_input_size(cfg: Config) -> Optional[int]:
     """The square size an SSD detector resizes its images to (``model.kwargs.size`` or the model's own); None for
     the FPN detectors, which resize to ``min_size`` / ``max_size`` themselves."""
@@ -64,13 +95,15 @@ def detection_input_size(cfg: Config) -> Optional[int]:
 
 
 def check_model_config(cfg: Config) -> None:
-    """``model.name`` is a model of the task and every ``model.kwargs`` key is an argument it takes.
+    """``model.name`` is a model of the task and every ``model.kwargs`` key is an argument it takes, with a value
+    of the type and range it needs.
 
     Raises:
-        ConfigError: naming the unknown key, the closest valid one and the whole list.
+        ConfigError: naming the unknown key, the closest valid one and the whole list; or the bad value.
     """
     entry = model_entry(cfg)
-    valid = [n for n in entry.arguments() if n not in _OWN_KEYS]
+    parameters = entry.parameters()
+    valid = [n for n in parameters if n not in _OWN_KEYS]
     weights = cfg.model.weights_backbone
     if entry.source == 'torchvision' and weights not in (None, 'DEFAULT'):
         raise ConfigError(f'model.weights_backbone: torchvision models take null or DEFAULT (their published '
@@ -83,6 +116,7 @@ def check_model_config(cfg: Config) -> None:
             hint = f' (did you mean {close[0]!r}?)' if close else ''
             raise ConfigError(f'model.kwargs.{key}: {cfg.model.name} takes no argument {key!r}{hint}; '
                               f'valid: {", ".join(valid)}')
+        _check_kwarg(key, cfg.model.kwargs[key], parameters[key], cfg.model.name)
 
 
 def build_model_from_config(
@@ -107,6 +141,9 @@ def build_model_from_config(
                   weights_backbone=m.weights_backbone if state_dict is None else None)
     if cfg.task == 'detection' and m.trainable_backbone_layers is not None:
         kwargs['trainable_backbone_layers'] = m.trainable_backbone_layers
+        if state_dict is None and m.weights_backbone is None and entry.source != 'torchvision':  # torchvision warns
+            _logger.warning('model.trainable_backbone_layers=%d has no effect without model.weights_backbone: every '
+                            'layer trains (as in torchvision)', m.trainable_backbone_layers)
     if cfg.task == 'segmentation' and m.aux_loss is not None:
         kwargs['aux_loss'] = m.aux_loss
     try:
