@@ -4,7 +4,8 @@ The command-line tools print these as one line (exit code 2); every other except
 and keeps its traceback.
 """
 
-__all__ = ['HardnetError', 'ConfigError', 'DataError', 'CheckpointError', 'DownloadError', 'DiskFullError',
+__all__ = ['HardnetError', 'ConfigError', 'RunInUseError',
+           'DataError', 'CheckpointError', 'DownloadError', 'DiskFullError',
            'MissingExtraError', 'user_message']
 
 
@@ -14,6 +15,10 @@ class HardnetError(Exception):
 
 class ConfigError(HardnetError, ValueError):
     """A configuration key, value or file is invalid."""
+
+
+class RunInUseError(ConfigError):
+    """The output folder belongs to a training that is running (its log is not touched)."""
 
 
 class DataError(HardnetError, ValueError):

@@ -17,7 +17,6 @@ the size their annotation states.
 """
 import contextlib
 import io
-import json
 import logging
 import math
 import xml.etree.ElementTree as ET
@@ -29,6 +28,7 @@ import torch
 from pycocotools.coco import COCO
 
 from ..errors import DataError
+from .coco_json import read_coco_json
 from .image_io import read_image_array
 from .instance_masks import boxes_from_masks, check_segmentation, decode_segmentation
 from .sampling import AugmentedDataset, EpochIndex
@@ -184,7 +184,7 @@ class CocoDetectionDataset(_DetectionDataset):
     ):
         super().__init__(transform, exif_orientation, masks)
         ann_file = Path(ann_file)
-        data = self._read_json(ann_file)
+        data = read_coco_json(ann_file)
         categories = sorted(data['categories'], key=lambda c: c['id'])
         self.class_names = [c['name'] for c in categories]
         self.label_to_cat_id = {i + 1: c['id'] for i, c in enumerate(categories)}
@@ -219,33 +219,6 @@ class CocoDetectionDataset(_DetectionDataset):
                                      width=img['width'], height=img['height'], **per_image[image_id]))
         self.coco = coco_from_dict(dict(data, annotations=ground_truth))
         self._check_files(ann_file)
-
-    @staticmethod
-    def _read_json(path: Path) -> Dict[str, Any]:
-        if not path.is_file():
-            raise FileNotFoundError(f'COCO annotation file not found: {path}')
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f'{path} is not valid JSON: {e}') from e
-        if not isinstance(data, dict):
-            raise DataError(f'{path}: expected a JSON object with images/annotations/categories')
-        for key in ('images', 'annotations', 'categories'):
-            if not isinstance(data.get(key), list):
-                raise DataError(f'{path}: missing or malformed "{key}" list (COCO format)')
-        for i, img in enumerate(data['images']):
-            if not isinstance(img, dict) or not {'id', 'file_name', 'width', 'height'} <= set(img):
-                raise DataError(f'{path}: images[{i}] = {img!r} needs id, file_name, width and height')
-        for i, cat in enumerate(data['categories']):
-            if not isinstance(cat, dict) or not {'id', 'name'} <= set(cat):
-                raise DataError(f'{path}: categories[{i}] = {cat!r} needs an id and a name')
-        ids = [c['id'] for c in data['categories']]
-        if len(set(ids)) != len(ids):
-            raise DataError(f'{path}: category ids repeat: {sorted(ids)}')
-        for i, ann in enumerate(data['annotations']):
-            if not isinstance(ann, dict) or 'id' not in ann:
-                raise DataError(f'{path}: annotations[{i}] has no "id" (COCO evaluation needs one per annotation)')
-        return data
 
     @staticmethod
     def _check_segmentation(ann: Dict[str, Any], img: Dict[str, Any], path: Path) -> None:

@@ -6,12 +6,16 @@ exports torchvision's detection post-processing (top-k, NMS) with dynamic image 
 fast. Inputs: classification / features / segmentation ``images`` ``(B, 3, H, W)`` with dynamic
 batch and spatial size; detection one ``image`` ``(3, H, W)`` in [0, 1] with dynamic size.
 """
+import contextlib
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from ..utils.files import write_atomic
 
 __all__ = ['KINDS', 'onnx_input_name', 'export_onnx', 'export_torchscript', 'validate_onnx', 'validate_torchscript',
            'output_names']
@@ -127,11 +131,22 @@ def export_onnx(
                 dynamic_axes[n] = {0: 'batch'} if kind == 'classification' else {0: 'batch', 2: f'{n}_h', 3: f'{n}_w'}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            wrapped, (_example(kind, image_size),), str(path), dynamo=False, opset_version=opset,
-            input_names=[input_name], output_names=names, dynamic_axes=dynamic_axes)
+    with torch.no_grad(), _quiet_tracer():
+        write_atomic(path, lambda f: torch.onnx.export(
+            wrapped, (_example(kind, image_size),), f, dynamo=False, opset_version=opset,
+            input_names=[input_name], output_names=names, dynamic_axes=dynamic_axes))
     return path
+
+
+@contextlib.contextmanager
+def _quiet_tracer():
+    """Silence the tracer's notes on what it records as constants: torchvision's detectors trigger a dozen of
+    them by design (shapes, Python ints), and every export is validated against PyTorch instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', message=r'.*(legacy TorchScript-based ONNX export|dynamo=False|'
+                                                  r'torch\.onnx\.export|Constant folding).*')
+        yield
 
 
 def _reference(model: nn.Module, kind: str, x: torch.Tensor, names: Sequence[str]) -> List[np.ndarray]:
@@ -195,7 +210,7 @@ def export_torchscript(model: nn.Module, path: Union[str, Path], kind: str,
         module = torch.jit.script(wrapped)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module.save(str(path))
+    write_atomic(path, lambda f: torch.jit.save(module, f))
     return path
 
 

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ..data.image_io import read_image
 from ..data.inputs import image_to_input
+from ..utils.files import write_atomic
 from .export import export_onnx, onnx_input_name
 from .runtime import require_export_extra
 
@@ -93,9 +94,11 @@ def quantize_to_onnx(
         export_onnx(model, float_path, kind, image_size)
         quant_pre_process(str(float_path), str(prepared_path), skip_symbolic_shape=True)
         nodes = _nodes_to_quantize(onnx.load(str(prepared_path)), kind)
-        quantize_static(str(prepared_path), str(path), _Reader(feeds), quant_format=QuantFormat.QDQ,
+        quantized_path = Path(tmp) / 'int8.onnx'
+        quantize_static(str(prepared_path), str(quantized_path), _Reader(feeds), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_quantize=nodes)
+        write_atomic(path, lambda f: f.write(quantized_path.read_bytes()))
     return path
 
 

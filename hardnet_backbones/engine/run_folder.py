@@ -2,10 +2,14 @@
 
 Per run, under ``cfg.output_dir`` (written by the main process only): ``config.yaml`` (resolved),
 ``train.log``, ``metrics.jsonl`` (one line per epoch), ``history.png`` (loss and metric curves),
-``last.pth`` / ``best.pth`` (resumable), ``results.json`` (final metrics) and ``visuals/``.
+``last.pth`` / ``best.pth`` (resumable), ``results.json`` (final metrics) and ``visuals/``; while a run is going,
+``.lock`` holds its host and process id, so that a second run into the same folder is refused.
 """
+import json
 import logging
+import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -13,7 +17,8 @@ from ..errors import ConfigError, user_message
 from .checkpoint import load_training_checkpoint
 from .config import Config
 
-__all__ = ['RUN_FILES', 'LOG_FORMAT', 'setup_logging', 'has_run', 'clear_run', 'resume_checkpoint', 'log_failure']
+__all__ = ['RUN_FILES', 'LOG_FORMAT', 'LOCK_FILE', 'RunLock', 'setup_logging', 'has_run', 'clear_run',
+           'resume_checkpoint', 'log_failure']
 
 # what a run writes into output_dir (--overwrite removes exactly these)
 RUN_FILES = ('config.yaml', 'train.log', 'metrics.jsonl', 'history.png', 'last.pth', 'best.pth', 'results.json',
@@ -23,6 +28,61 @@ _logger = logging.getLogger('hardnet.train')
 
 
 LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+
+LOCK_FILE = '.lock'
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+class RunLock:
+    """One run per output folder: ``acquire`` creates ``<out_dir>/.lock`` (host, pid) atomically, or names the run
+    holding it; a lock whose process is gone on this host (a killed run) is stale and taken over."""
+
+    def __init__(self, out_dir: Path):
+        self.path = Path(out_dir) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> Optional[str]:
+        """Take the lock; returns None, or why not (one line naming the running process and the fix)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = dict(host=socket.gethostname(), pid=os.getpid())
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = self._owner()
+                if owner.get('host') == me['host'] and not _process_alive(int(owner.get('pid', -1))):
+                    _logger.info('%s: the run that held it (pid %s) is gone; taking it over', self.path, owner['pid'])
+                    self.path.unlink(missing_ok=True)
+                    continue
+                return (f'output_dir {self.path.parent} is in use by a running training (process {owner.get("pid")} '
+                        f'on {owner.get("host")}); wait for it to end or choose another output_dir (if that process '
+                        f'is gone, delete {self.path})')
+            with os.fdopen(fd, 'w') as f:
+                json.dump(me, f)
+            self.held = True
+            return None
+        return f'cannot take {self.path}; delete it if no training runs there'
+
+    def _owner(self) -> Dict[str, Any]:
+        try:
+            owner = json.loads(self.path.read_text())
+            return owner if isinstance(owner, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
 
 
 def setup_logging(out_dir: Optional[Path]) -> Optional[logging.Handler]:

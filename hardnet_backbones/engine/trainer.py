@@ -22,8 +22,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from ..errors import CheckpointError, HardnetError
-from ..utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
+from ..errors import CheckpointError, HardnetError, RunInUseError
+from ..utils.distributed import (
+    DistInfo, all_gather_objects, all_reduce_sum, barrier, cleanup_distributed, init_distributed)
 from ..utils.files import remove_partial_files, save_atomic, write_atomic, write_text_atomic
 from ..visualization.plots import plot_history
 from .checkpoint import capture_rng_state, restore_rng_state
@@ -31,7 +32,7 @@ from .config import Config, config_to_dict, config_to_yaml, validate_config
 from .evaluate import evaluate
 from .loaders import train_and_val_loaders
 from .resume import check_resume_changes
-from .run_folder import RUN_FILES, clear_run, log_failure, resume_checkpoint, setup_logging
+from .run_folder import RUN_FILES, RunLock, clear_run, log_failure, resume_checkpoint, setup_logging
 from .schedule import build_lr_lambda
 from .task import Task, create_task
 
@@ -214,11 +215,15 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
     out_dir = Path(cfg.output_dir)
     log_file = None
     dist_info = DistInfo()
+    lock = RunLock(out_dir)
     try:
         validate_config(cfg)
         task = create_task(cfg)
         task.check_config()
         dist_info = init_distributed(cfg.train.device)
+        problems = [p for p in all_gather_objects(lock.acquire() if dist_info.is_main else None) if p]
+        if problems:  # every process stops, not only the one that checked
+            raise RunInUseError(problems[0])
         resume_path, checkpoint = resume_checkpoint(cfg, resume, overwrite)
         changes = {}
         if checkpoint is not None:
@@ -250,11 +255,12 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
         barrier()
         return metrics
     except (HardnetError, FileNotFoundError) as e:
-        if dist_info.is_main:
+        if dist_info.is_main and not isinstance(e, RunInUseError):  # the running run's log is its own
             log_failure(log_file, out_dir, e)
         raise
     finally:
         if log_file is not None:
             logging.getLogger('hardnet').removeHandler(log_file)
             log_file.close()
+        lock.release()
         cleanup_distributed()

@@ -14,9 +14,13 @@ from tqdm import tqdm
 from ..data.instance_masks import encode_mask
 from ..utils.distributed import DistInfo, all_gather_objects
 
-__all__ = ['COCO_STAT_NAMES', 'coco_map', 'voc_ap50', 'predictions_to_coco', 'evaluate_detection']
+__all__ = ['COCO_STAT_NAMES', 'CONFIDENT_SCORE', 'coco_map', 'voc_ap50', 'predictions_to_coco', 'evaluate_detection']
 
 _logger = logging.getLogger(__name__)
+
+# a detection this confident is drawn by hardnet-detect (its default --score-threshold); none on any image
+# means the model finds nothing yet
+CONFIDENT_SCORE = 0.3
 
 COCO_STAT_NAMES = ('mAP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
 
@@ -59,7 +63,7 @@ def coco_map(coco_gt: COCO, results: List[Dict[str, Any]], iou_type: str = 'bbox
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    _logger.info('COCOeval (%s):\n%s', iou_type, text.getvalue().strip())
+    _logger.debug('COCOeval (%s):\n%s', iou_type, text.getvalue().strip())  # the metrics line has the numbers
     # COCOeval reports -1 where a size range has no ground truth: None says "not measurable"
     return {name: float(v) if v >= 0 else None for name, v in zip(COCO_STAT_NAMES, evaluator.stats)}
 
@@ -72,11 +76,11 @@ def _box_iou(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return inter / (area(boxes)[:, None] + area(gt)[None] - inter)
 
 
-def voc_ap50(coco_gt: COCO, results: List[Dict[str, Any]], iou_threshold: float = 0.5) -> float:
+def voc_ap50(coco_gt: COCO, results: List[Dict[str, Any]], iou_threshold: float = 0.5) -> Optional[float]:
     """VOC-style AP at IoU 0.5 (all-points interpolation), averaged over classes with ground truth.
 
     Ground truth marked ``iscrowd`` (COCO crowds, VOC 'difficult') is ignored: detections matching
-    it count neither as true nor as false positives.
+    it count neither as true nor as false positives. None when no class has ground truth (as COCOeval's -1).
     """
     aps = []
     for cat_id in coco_gt.getCatIds():
@@ -118,7 +122,7 @@ def voc_ap50(coco_gt: COCO, results: List[Dict[str, Any]], iou_threshold: float 
         recall = tp_cum / num_positives
         precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
         aps.append(_average_precision(recall, precision))
-    return float(np.mean(aps)) if aps else 0.0
+    return float(np.mean(aps)) if aps else None
 
 
 def _average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -155,4 +159,9 @@ def evaluate_detection(
     metrics['voc_AP50'] = voc_ap50(coco_gt, results)
     if predicts_masks:
         metrics.update({f'segm_{k}': v for k, v in coco_map(coco_gt, results, 'segm').items()})
+    best = max((r['score'] for r in results), default=None)
+    if best is None or best < CONFIDENT_SCORE:
+        metrics['degenerate'] = (f'no detection scores {CONFIDENT_SCORE} or more on any validation image '
+                                 f'(best: {"none" if best is None else round(best, 3)})')
+        _logger.warning('%s: the model finds nothing yet', metrics['degenerate'])
     return metrics, results

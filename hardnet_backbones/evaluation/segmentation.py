@@ -1,4 +1,5 @@
 """Segmentation metrics from a confusion matrix: mIoU, per-class IoU, pixel and mean accuracy."""
+import logging
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
@@ -7,6 +8,8 @@ from tqdm import tqdm
 from ..utils.distributed import DistInfo, all_reduce_sum
 
 __all__ = ['confusion_matrix', 'metrics_from_confusion', 'evaluate_segmentation']
+
+_logger = logging.getLogger(__name__)
 
 
 def confusion_matrix(
@@ -19,7 +22,9 @@ def confusion_matrix(
 
 def metrics_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) -> Dict[str, Any]:
     """mIoU over classes present in the ground truth or the predictions, per-class IoU (None when a class
-    appears in neither), pixel accuracy and mean class accuracy; all in [0, 1]."""
+    appears in neither), pixel accuracy and mean class accuracy; all in [0, 1]. A model that predicts one
+    class on every pixel while the ground truth holds several gets a ``degenerate`` entry saying so (and a
+    logged warning): its mIoU alone may not show it."""
     confusion = confusion.double()
     true_positive = confusion.diag()
     gt_pixels = confusion.sum(1)
@@ -28,12 +33,18 @@ def metrics_from_confusion(confusion: torch.Tensor, class_names: Sequence[str]) 
     present = union > 0
     has_gt = gt_pixels > 0
     total = confusion.sum()
-    return dict(
+    metrics = dict(
         mIoU=float(iou[present].mean()) if present.any() else 0.0,
         pixel_accuracy=float(true_positive.sum() / total) if total > 0 else 0.0,
         mean_accuracy=float((true_positive[has_gt] / gt_pixels[has_gt]).mean()) if has_gt.any() else 0.0,
         per_class_iou={name: (float(v) if p else None) for name, v, p in zip(class_names, iou, present)},
     )
+    predicted = (confusion.sum(0) > 0).nonzero().flatten().tolist()
+    if len(predicted) == 1 and int(has_gt.sum()) > 1:
+        metrics['degenerate'] = (f'the model predicts {class_names[predicted[0]]!r} on every pixel of every '
+                                 f'validation image')
+        _logger.warning('%s: it has not learnt the other classes', metrics['degenerate'])
+    return metrics
 
 
 @torch.inference_mode()

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from ..data.detection import VOC_CLASSES, CocoDetectionDataset, VOCDetectionDataset, collate_detection
 from ..data.transforms import detection_train_transform
 from ..engine.task import register_task
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..evaluation.detection import evaluate_detection
 from ..utils.distributed import DistInfo
 from ..utils.files import write_text_atomic
@@ -22,6 +22,14 @@ class DetectionTask(BuiltInTask):
     main_metric = 'mAP'
 
     def build_dataset(self, split: str, train: bool):
+        dataset = self._read_dataset(split, train)
+        if train and not any(record['boxes'] for record in dataset.records):
+            raise DataError(f'the {split} split ({data_roots(self.cfg.data, train)[0]}) has no object to learn from: '
+                            f'no annotation with a box inside its image (crowd and difficult ones do not count); '
+                            f'check data.train_split / data.train_ann')
+        return dataset
+
+    def _read_dataset(self, split: str, train: bool):
         data = self.cfg.data
         roots = data_roots(data, train)
         if len(roots) > 1 and data.format != 'voc':

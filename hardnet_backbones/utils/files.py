@@ -59,7 +59,7 @@ def write_atomic(path: Union[str, Path], write: Callable[[BinaryIO], None]) -> N
         if _is_disk_full(e):
             free = shutil.disk_usage(path.parent).free / 2 ** 20
             raise DiskFullError(f'cannot write {path}: the disk is full ({free:.0f} MB free in {path.parent}); '
-                                f'the previous file is intact. Free some space, then rerun with --resume') from e
+                                f'the previous file is intact. Free some space, then run again') from e
         raise
 
 
