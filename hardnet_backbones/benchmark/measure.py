@@ -195,13 +195,13 @@ def run_interleaved(models: Dict[str, str], cfg: BenchConfig, rounds: int = 5,
     round (median, min, max), the model's GFLOP/s and that rate as a fraction of the machine's
     float32 GEMM rate (``gemm_gflops``, also in every row).
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress_bar
     device = torch.device(cfg.device)
     prepared = {name: _prepare(name, cfg, 'infer') for name in models}
     for step, _, _ in prepared.values():
         _timed(step, cfg.warmup, 0, device)
     per_round: Dict[str, List[float]] = {name: [] for name in models}
-    for _ in tqdm(range(rounds), desc='rounds', disable=not progress):
+    for _ in progress_bar(range(rounds), desc='rounds', disable=not progress):
         for name, (step, batch, _) in prepared.items():
             per_round[name].append(batch / statistics.median(_timed(step, 0, cfg.iters, device)))
     gemm = gemm_gflops(cfg.device)
@@ -260,10 +260,10 @@ def run_benchmark(
     Returns: one dict per model with ``*_images_per_s``, latencies, ``*_peak_mem_mb``, ``params_m``,
         ``gmacs`` and ``speedup`` / ``params_ratio`` / ``memory_ratio`` against the baseline.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress_bar
     jobs = [(name, mode) for name in models for mode in modes_for(name, cfg.train)]
     rows: Dict[str, Dict[str, Any]] = {}
-    for name, mode in tqdm(jobs, desc='benchmark', disable=not progress):
+    for name, mode in progress_bar(jobs, desc='benchmark', disable=not progress):
         measure = _measure_in_subprocess if isolate else measure_model
         rows.setdefault(name, dict(baseline=models[name])).update(measure(name, cfg, mode))
     for row in rows.values():

@@ -11,6 +11,8 @@ from typing import List, Optional
 import torch
 
 from ..benchmark import SUITES, VARIANTS, BenchConfig, interleaved_markdown, run_benchmark, run_interleaved, to_markdown
+from ..utils.files import write_text_atomic
+from .common import output_file, positive_int
 
 _logger = logging.getLogger('hardnet.benchmark')
 
@@ -37,8 +39,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='with --models: the model every other one is compared with (default: the first)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
-    parser.add_argument('--batch-size', type=int, default=8, help='inference batch size (default: %(default)s)')
-    parser.add_argument('--train-batch-size', type=int, default=None,
+    parser.add_argument('--batch-size', type=positive_int, default=8,
+                        help='inference batch size (default: %(default)s)')
+    parser.add_argument('--train-batch-size', type=positive_int, default=None,
                         help='training-step batch size (default: same as --batch-size)')
     parser.add_argument('--image-size', type=int, nargs='+', default=None, metavar='PX',
                         help='input H [W] in pixels (default: 224 for classification suites, 300 detection, '
@@ -61,7 +64,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                              'GFLOP/s against the machine\'s float32 GEMM rate (fairest on a noisy machine)')
     parser.add_argument('--no-isolate', action='store_true',
                         help='measure in this process (faster; CPU memory figures then accumulate)')
-    parser.add_argument('--output', default=None,
+    parser.add_argument('--output', type=output_file, default=None,
                         help='output path without extension (default: runs/benchmark/<suite or custom>)')
     return parser
 
@@ -99,9 +102,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    threads=torch.get_num_threads(),
                    gpu=torch.cuda.get_device_name(0) if cfg.device.startswith('cuda') else None)
     report = dict(config=asdict(cfg), machine=machine, results=rows)
-    output.with_suffix('.json').write_text(json.dumps(report, indent=2))
+    write_text_atomic(output.with_suffix('.json'), json.dumps(report, indent=2))
     table = interleaved_markdown(rows, cfg) if args.interleave else to_markdown(rows, cfg)
-    output.with_suffix('.md').write_text(table)
+    write_text_atomic(output.with_suffix('.md'), table)
     print(table)
     return 0
 

@@ -10,7 +10,8 @@ import torch
 
 from ..inference.batching import expand_image_paths
 from ..inference.classify import classify_images, create_classifier_model
-from .common import USER_ERRORS, positive_int, report_user_error
+from ..utils.files import write_text_atomic
+from .common import USER_ERRORS, output_file, positive_int, report_user_error
 
 _logger = logging.getLogger('hardnet.classify')
 
@@ -31,7 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--topk', type=int, default=5, help='classes to show per image (default: %(default)s)')
     parser.add_argument('--batch-size', type=positive_int, default=8,
                         help='images per forward pass (default: %(default)s)')
-    parser.add_argument('--output', default=None, help='also write the predictions as JSON to this file')
+    parser.add_argument('--output', type=output_file, default=None,
+                        help='also write the predictions as JSON to this file')
     return parser
 
 
@@ -49,8 +51,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for rank, p in enumerate(predictions, 1):
             print(f'  {rank}. {p.probability:6.2%}  {p.name}  (class {p.index})')
     if args.output:
-        with open(args.output, 'w') as f:
-            json.dump({str(path): [asdict(p) for p in preds] for path, preds in zip(paths, results)}, f, indent=2)
+        write_text_atomic(args.output, json.dumps(
+            {str(path): [asdict(p) for p in preds] for path, preds in zip(paths, results)}, indent=2))
     return 0
 
 

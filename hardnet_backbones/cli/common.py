@@ -1,6 +1,7 @@
 """Argument and error helpers shared by the tools."""
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -30,6 +31,49 @@ def report_user_error(logger: logging.Logger, error: BaseException) -> int:
     return 2
 
 
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path('.')
+
+
+def _check_writable(path: Path) -> None:
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f'{existing} is a file, so {path} cannot be created under it')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f'{existing} is not writable (read-only or not yours); choose another place')
+
+
+def output_file(text: str) -> Path:
+    """argparse type: a file the tool may write (not a folder, in a writable place), checked before any work."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} is a folder; give a file name, e.g. {path / "out.json"}')
+    _check_writable(path.parent if path.parent != Path('') else Path('.'))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f'{text} is not writable; choose another file')
+    return path
+
+
+def output_dir(text: str) -> Path:
+    """argparse type: a folder the tool may write into (not a file, in a writable place), checked before any work."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} is a file; give a folder')
+    _check_writable(path)
+    return path
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1] (nan refused)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1."""
     value = int(text)
@@ -46,7 +90,8 @@ def add_prediction_args(parser: argparse.ArgumentParser, default_out_dir: str) -
     parser.add_argument('--onnx', default=None, metavar='FILE',
                         help='run this ONNX file exported from CHECKPOINT (hardnet-export, e.g. its --int8 file) in '
                              'onnxruntime on the CPU instead of the PyTorch model; the checkpoint gives the classes')
-    parser.add_argument('--out-dir', default=default_out_dir, help='output folder (default: %(default)s)')
+    parser.add_argument('--out-dir', type=output_dir, default=default_out_dir,
+                        help='output folder (default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
 
@@ -61,6 +106,7 @@ def prepare_prediction(args: argparse.Namespace, task: str):
     if args.onnx:
         from ..deploy import OnnxRuntimeModel
         trained.model = OnnxRuntimeModel(args.onnx, task)
+        trained.model.check_classes(trained.class_names, args.checkpoint)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return paths, trained, out_dir

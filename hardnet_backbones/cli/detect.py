@@ -6,14 +6,14 @@ import sys
 from typing import Any, Dict, List, Optional
 
 import torch
-from tqdm import tqdm
 
 from ..data.image_io import read_image_array
 from ..evaluation.detection import predictions_to_coco
 from ..inference.batching import batched
-from ..utils.files import write_text_atomic
+from ..utils.files import write_atomic, write_text_atomic
+from ..utils.progress import progress_bar
 from ..visualization.draw import draw_detections
-from .common import USER_ERRORS, add_prediction_args, positive_int, prepare_prediction, report_user_error
+from .common import USER_ERRORS, add_prediction_args, positive_int, prepare_prediction, probability, report_user_error
 
 _logger = logging.getLogger('hardnet.detect')
 
@@ -26,7 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                     'ids, for pycocotools loadRes; with RLE "segmentation" masks from instance segmenters) and '
                     'images.json (the image ids used there).')
     add_prediction_args(parser, 'runs/detect')
-    parser.add_argument('--score-threshold', type=float, default=0.3,
+    parser.add_argument('--score-threshold', type=probability, default=0.3,
                         help='keep and draw boxes scoring at least this (default: %(default)s)')
     parser.add_argument('--batch-size', type=positive_int, default=4,
                         help='images per forward pass (default: %(default)s)')
@@ -42,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         report: Dict[str, List[Dict[str, Any]]] = {}
         coco_results: List[Dict[str, Any]] = []
         images = []
-        with tqdm(total=len(paths), desc='detect', unit='image') as bar:
+        with progress_bar(total=len(paths), desc='detect', unit='image') as bar:
             for chunk in batched(paths, args.batch_size):
                 tensors = [trained.preprocess(read_image_array(p)) for p in chunk]
                 outputs = trained.model([t.to(trained.device) for t in tensors])
@@ -51,17 +51,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                     images.append(dict(id=image_id, file_name=str(path), width=image.shape[2], height=image.shape[1]))
                     keep = pred['scores'] >= args.score_threshold
                     kept = {k: v[keep].cpu() for k, v in pred.items()}
-                    draw_detections(image, kept['boxes'], kept['labels'], kept['scores'], trained.class_names,
-                                    args.score_threshold, masks=kept.get('masks')).save(out_dir / f'{path.stem}.png')
+                    picture = draw_detections(image, kept['boxes'], kept['labels'], kept['scores'],
+                                              trained.class_names, args.score_threshold, masks=kept.get('masks'))
+                    write_atomic(out_dir / f'{path.stem}.png', lambda f: picture.save(f, format='PNG'))
                     report[str(path)] = [dict(box=b, label=trained.class_names[int(lbl) - 1], score=s) for b, lbl, s
                                          in zip(*(kept[k].tolist() for k in ('boxes', 'labels', 'scores')))]
                     coco_results += predictions_to_coco([image_id], [kept], trained.category_ids)
                     bar.update(1)
+        write_text_atomic(out_dir / 'detections.json', json.dumps(report, indent=2))
+        write_text_atomic(out_dir / 'detections_coco.json', json.dumps(coco_results))
+        write_text_atomic(out_dir / 'images.json', json.dumps(images, indent=2))
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
-    write_text_atomic(out_dir / 'detections.json', json.dumps(report, indent=2))
-    write_text_atomic(out_dir / 'detections_coco.json', json.dumps(coco_results))
-    write_text_atomic(out_dir / 'images.json', json.dumps(images, indent=2))
     _logger.info('%d images, %d detections >= %.2f -> %s', len(paths), len(coco_results), args.score_threshold, out_dir)
     return 0
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 from ..deploy import OnnxRuntimeModel
 from ..engine.config import load_config
 from ..engine.trainer import evaluate
-from .common import USER_ERRORS, add_config_args, report_user_error
+from .common import USER_ERRORS, add_config_args, output_dir, output_file, report_user_error
 
 _logger = logging.getLogger('hardnet.evaluate')
 
@@ -27,17 +27,17 @@ def get_args_parser() -> argparse.ArgumentParser:
                              'or a bare model state dict (needs CONFIG)')
     parser.add_argument('--split', default=None,
                         help='split to evaluate (default: data.val_split); only this split is read')
-    parser.add_argument('--save-predictions', default=None, metavar='DIR',
+    parser.add_argument('--save-predictions', type=output_dir, default=None, metavar='DIR',
                         help='also save the predictions: DIR/detections_coco.json (COCO results with the '
                              'dataset\'s category ids; with RLE masks from instance segmenters) or one palette '
                              'PNG class mask per image')
     parser.add_argument('--onnx', default=None, metavar='FILE',
                         help='evaluate this ONNX file exported from CHECKPOINT (hardnet-export, e.g. --int8) in '
                              'onnxruntime instead of the PyTorch model: the accuracy a deployed file really has')
-    parser.add_argument('--output', default=None,
+    parser.add_argument('--output', type=output_file, default=None,
                         help='metrics JSON file (default: <checkpoint folder>/eval_<checkpoint name>.json, or '
                              'eval_<onnx file name>.json with --onnx)')
-    parser.add_argument('--visuals', default=None,
+    parser.add_argument('--visuals', type=output_dir, default=None,
                         help='folder for predictions drawn on train.save_images validation images (default: none)')
     return parser
 

@@ -8,12 +8,13 @@ from typing import List, Optional
 
 from ..deploy import (
     calibration_images, export_onnx, export_torchscript, quantize_to_onnx, quantized_node_count, validate_onnx,
-    validate_torchscript)
+    validate_torchscript, write_onnx_metadata)
 from ..errors import ConfigError
 from ..inference.batching import expand_image_paths
 from ..inference.trained import load_trained_model
 from ..models.registry import DEFAULT_NUM_CLASSES, get_model_entry
-from .common import USER_ERRORS, positive_int, report_user_error
+from ..utils.files import write_text_atomic
+from .common import USER_ERRORS, output_dir, positive_int, report_user_error
 
 _logger = logging.getLogger('hardnet.export')
 
@@ -50,7 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='with --int8: how many of the --calibration images to use, evenly spread '
                              '(default: %(default)s)')
     parser.add_argument('--atol', type=float, default=1e-4, help='validation tolerance (default: %(default)s)')
-    parser.add_argument('--output', default='runs/export', help='output folder (default: %(default)s)')
+    parser.add_argument('--output', type=output_dir, default='runs/export', help='output folder (default: %(default)s)')
     return parser
 
 
@@ -65,14 +66,14 @@ def _check_arguments(args) -> None:
 
 
 def _build(args):
-    """(model, kind, name) from the arguments."""
+    """(model, kind, name, class names or None) from the arguments."""
     try:
         entry = get_model_entry(args.model) if args.model else None
     except ValueError as e:
         raise ConfigError(f'--model: {e}') from None
     if args.checkpoint and (entry is None or entry.task != 'classification'):
         trained = load_trained_model(args.checkpoint)
-        return trained.model, trained.task, trained.config.model.name
+        return trained.model, trained.task, trained.config.model.name, trained.class_names
     kwargs = {}
     if entry.task != 'classification':
         kwargs['num_classes'] = args.num_classes or DEFAULT_NUM_CLASSES[entry.task]
@@ -87,7 +88,7 @@ def _build(args):
     except ValueError as e:
         raise ConfigError(f'--model {args.model}: {e}') from None
     kind = 'features' if args.features_only else entry.task
-    return model, kind, f'{args.model}_features' if args.features_only else args.model
+    return model, kind, f'{args.model}_features' if args.features_only else args.model, None
 
 
 def _export_int8(args, model, kind: str, name: str, out: Path, size) -> dict:
@@ -106,10 +107,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     size = tuple(args.image_size)
     try:
         _check_arguments(args)
-        model, kind, name = _build(args)
+        model, kind, name, class_names = _build(args)
         model.eval()
         report = dict(model=name, kind=kind, image_size=list(size), opset=args.opset, dynamic=not args.static)
         onnx_path = export_onnx(model, out / f'{name}.onnx', kind, size, args.opset, dynamic=not args.static)
+        metadata = {'class_names': json.dumps(class_names)} if class_names else {}
+        if metadata:
+            write_onnx_metadata(onnx_path, metadata)
         report['onnx'] = dict(path=str(onnx_path), **validate_onnx(
             onnx_path, model, kind, size, args.atol, batch=1 if args.static else 2))
         if not args.no_torchscript:
@@ -118,9 +122,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             report['torchscript'] = dict(path=str(ts_path), **checked)
         if args.int8:
             report['int8'] = _export_int8(args, model, kind, name, out, size)
+            if metadata:
+                write_onnx_metadata(report['int8']['path'], metadata)
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
-    (out / f'{name}.export.json').write_text(json.dumps(report, indent=2))
+    write_text_atomic(out / f'{name}.export.json', json.dumps(report, indent=2))
     ok = all(report[k]['ok'] for k in ('onnx', 'torchscript') if k in report)
     for key in ('onnx', 'torchscript'):
         if key in report:

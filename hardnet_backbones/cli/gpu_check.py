@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
+from ..utils.files import write_text_atomic
+
 _logger = logging.getLogger('hardnet.gpu_check')
 
 
@@ -130,7 +132,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.skip_benchmark:
         _step('benchmark --device cuda', lambda: _benchmark(out_dir), report)
     summary = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, steps=report)
-    (out_dir / 'gpu_check.json').write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out_dir / 'gpu_check.json', json.dumps(summary, indent=2))
     failed = [r['step'] for r in report if not r['passed']]
     _logger.info('%d of %d steps passed; report: %s', len(report) - len(failed), len(report),
                  out_dir / 'gpu_check.json')

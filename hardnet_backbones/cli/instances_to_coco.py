@@ -5,7 +5,7 @@ import sys
 from typing import List, Optional
 
 from ..data.instance_ids import INSTANCE_ENCODINGS, instance_masks_to_coco
-from .common import USER_ERRORS, report_user_error
+from .common import USER_ERRORS, output_file, report_user_error
 
 _logger = logging.getLogger('hardnet.instances_to_coco')
 
@@ -19,7 +19,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--images', required=True, help='folder of the images (sub-folders are kept)')
     parser.add_argument('--masks', required=True,
                         help='folder of the id masks, at the images\' relative paths: <stem><suffix>.png')
-    parser.add_argument('--out', required=True, help='COCO json to write, e.g. data/pennfudan/annotations/train.json')
+    parser.add_argument('--out', type=output_file, required=True,
+                        help='COCO json to write, e.g. data/pennfudan/annotations/train.json')
     parser.add_argument('--encoding', choices=INSTANCE_ENCODINGS, default='ids',
                         help='ids: every non-zero value is one object of --class-name; cityscapes: values >= 1000 '
                              'are objects of label id value // 1000 (person, car, ...), smaller values no object '

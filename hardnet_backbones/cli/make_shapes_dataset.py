@@ -4,6 +4,7 @@ import sys
 from typing import List, Optional
 
 from ..data.shapes import LAYOUTS, make_shapes_dataset
+from .common import output_dir
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -12,7 +13,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                     'with COCO detection annotations (annotations/<split>.json) and class-index masks '
                     '(masks/<split>/*.png), or with --layout voc a Pascal VOC folder (JPEGImages, Annotations, '
                     'SegmentationClass with 255 outlines, ImageSets). The same seed writes the same files.')
-    parser.add_argument('--out', default='data/shapes', help='output folder (default: %(default)s)')
+    parser.add_argument('--out', type=output_dir, default='data/shapes', help='output folder (default: %(default)s)')
     parser.add_argument('--train', type=int, default=240, help='training images (default: %(default)s)')
     parser.add_argument('--val', type=int, default=60, help='validation images (default: %(default)s)')
     parser.add_argument('--size', type=int, nargs=2, default=(128, 128), metavar=('HEIGHT', 'WIDTH'),

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-from tqdm import tqdm
 
 from ..data.image_io import read_image_array
 from ..data.palettes import color_palette
 from ..inference.windows import SEGMENT_MODES, segment_logits
 from ..utils.files import write_atomic, write_text_atomic
+from ..utils.progress import progress_bar
 from ..visualization.draw import mask_to_png, overlay_segmentation
-from .common import USER_ERRORS, add_prediction_args, positive_int, prepare_prediction, report_user_error
+from .common import USER_ERRORS, add_prediction_args, output_file, positive_int, prepare_prediction, report_user_error
 
 _logger = logging.getLogger('hardnet.segment')
 
@@ -34,7 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='window of --mode slide (default: the run\'s data.crop_size)')
     parser.add_argument('--batch-size', type=positive_int, default=4,
                         help='windows per forward pass in --mode slide (default: %(default)s)')
-    parser.add_argument('--output-json', default=None,
+    parser.add_argument('--output-json', type=output_file, default=None,
                         help='also write, per image, its size, the mode and the share of pixels of every class')
     return parser
 
@@ -49,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         palette = color_palette(trained.class_names)
         ignore = trained.config.data.ignore_index
         report: Dict[str, Any] = {}
-        for path in tqdm(paths, desc='segment', unit='image'):
+        for path in progress_bar(paths, desc='segment', unit='image'):
             raw = read_image_array(path)
             logits = segment_logits(trained.model, trained.preprocess(raw).to(trained.device), args.mode, window,
                                     args.batch_size)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 from ..engine.config import load_config
 from ..engine.trainer import train
-from .common import USER_ERRORS, add_config_args, report_user_error
+from .common import USER_ERRORS, add_config_args, output_dir, report_user_error
 
 _logger = logging.getLogger('hardnet.train')
 
@@ -26,7 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--overwrite', action='store_true',
                         help='replace the run already in output_dir (its checkpoints, metrics, pictures); without '
                              'it, an output_dir holding a run needs --resume')
-    parser.add_argument('--output-dir', default=None, help='shortcut for --set output_dir=DIR')
+    parser.add_argument('--output-dir', type=output_dir, default=None, help='shortcut for --set output_dir=DIR')
     return parser
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import DataError
 from ..utils.files import write_text_atomic
+from ..utils.progress import progress_bar
 from .image_io import IMAGE_SUFFIXES, image_size, read_mask
 from .instance_masks import boxes_from_masks, encode_mask
 
@@ -86,7 +86,7 @@ def instance_masks_to_coco(
     coco: Dict[str, Any] = dict(images=[], annotations=[], categories=[
         dict(id=cat_id, name=name) for cat_id, name in categories])
     for image_id, (image_path, mask_path) in enumerate(
-            tqdm(_pairs(images_dir, masks_dir, mask_suffix), desc='masks', disable=not progress), start=1):
+            progress_bar(_pairs(images_dir, masks_dir, mask_suffix), desc='masks', disable=not progress), start=1):
         ids = read_mask(mask_path)
         width, height = image_size(image_path)
         if ids.shape != (height, width):

@@ -20,9 +20,9 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..errors import DataError
+from ..utils.progress import progress_bar
 from .image_io import IMAGE_SUFFIXES, image_size, read_image_array, read_mask
 from .sampling import AugmentedDataset, EpochIndex
 
@@ -101,8 +101,9 @@ def scan_masks(pairs: Sequence[Tuple[Path, Path]], exif_orientation: bool = True
     if todo:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             scanned = pool.map(lambda i: _scan_pair(pairs[i], exif_orientation), todo)
-            for i, result in zip(todo, tqdm(scanned, total=len(todo), desc='checking masks', unit='mask',
-                                            disable=len(todo) < 200, leave=False)):
+            bar = progress_bar(scanned, total=len(todo), desc='checking masks', unit='mask', disable=len(todo) < 200,
+                               leave=False)
+            for i, result in zip(todo, bar):
                 results[i] = result
                 cache.entries[str(pairs[i][1])] = result
         cache.save()

@@ -19,8 +19,8 @@ from typing import Dict, Iterable, List, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
+from ..utils.progress import progress_bar
 from .instance_masks import encode_mask
 from .palettes import voc_palette
 
@@ -197,7 +197,7 @@ def make_shapes_dataset(
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
         samples = (_make_sample(rng, height, width, max_shapes)
-                   for _ in tqdm(range(count), desc=f'shapes/{split}', disable=not progress))
+                   for _ in progress_bar(range(count), desc=f'shapes/{split}', disable=not progress))
         write_split = _write_voc_split if layout == 'voc' else _write_coco_split
         out[split] = write_split(root, split, samples)
     return out

@@ -17,7 +17,8 @@ import torch.nn as nn
 
 from ..utils.files import write_atomic
 
-__all__ = ['KINDS', 'onnx_input_name', 'export_onnx', 'export_torchscript', 'validate_onnx', 'validate_torchscript',
+__all__ = ['KINDS', 'onnx_input_name', 'export_onnx', 'write_onnx_metadata', 'export_torchscript', 'validate_onnx',
+           'validate_torchscript',
            'output_names']
 
 KINDS = ('classification', 'features', 'detection', 'segmentation')
@@ -147,6 +148,19 @@ def _quiet_tracer():
         warnings.filterwarnings('ignore', message=r'.*(legacy TorchScript-based ONNX export|dynamo=False|'
                                                   r'torch\.onnx\.export|Constant folding).*')
         yield
+
+
+def write_onnx_metadata(path: Union[str, Path], metadata: Dict[str, str]) -> None:
+    """Store ``metadata`` (e.g. the checkpoint's ``class_names`` as JSON) in the ONNX file's ``metadata_props``,
+    where :class:`~hardnet_backbones.deploy.OnnxRuntimeModel` reads it back to refuse a file of another model."""
+    import onnx
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    write_atomic(path, lambda f: f.write(model.SerializeToString()))
 
 
 def _reference(model: nn.Module, kind: str, x: torch.Tensor, names: Sequence[str]) -> List[np.ndarray]:

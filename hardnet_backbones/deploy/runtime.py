@@ -1,7 +1,8 @@
 """ONNX files run by onnxruntime behind the interface of the PyTorch model they came from."""
 import collections
+import json
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -51,6 +52,30 @@ class OnnxRuntimeModel(nn.Module):
         if self.input_name != expected_input:
             raise CheckpointError(f'{path} takes an input {self.input_name!r}, not the {expected_input!r} of a '
                                   f'{kind} model exported by hardnet-export')
+
+    @property
+    def metadata(self) -> Dict[str, str]:
+        """The file's ``metadata_props`` (hardnet-export stores the checkpoint's ``class_names`` there)."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def check_classes(self, class_names: Sequence[str], source: str) -> None:
+        """Refuse a file exported from another model than ``source`` (whose classes are ``class_names``): by the
+        class names hardnet-export stored, else (older files) by a segmenter's number of output channels.
+
+        Raises:
+            CheckpointError: naming both class lists or counts.
+        """
+        stored = self.metadata.get('class_names')
+        if stored is not None:
+            if json.loads(stored) != list(class_names):
+                raise CheckpointError(f'{self.path} was exported from a model of the classes {json.loads(stored)}, '
+                                      f'but {source} has {list(class_names)}; export it again from {source}')
+            return
+        if self.kind == 'segmentation':
+            channels = self.session.get_outputs()[0].shape[1]
+            if isinstance(channels, int) and channels != len(class_names):
+                raise CheckpointError(f'{self.path} predicts {channels} classes, but {source} has '
+                                      f'{len(class_names)}; export it again from {source}')
 
     def _run(self, x: torch.Tensor) -> List[torch.Tensor]:
         outputs = self.session.run(None, {self.input_name: x.detach().cpu().float().contiguous().numpy()})

@@ -77,6 +77,8 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
             model = task.build_model(task.num_classes(val_set), model_weights(state)).to(dist_info.device)
         else:
             model = open_onnx(onnx, cfg.task)
+            if hasattr(model, 'check_classes'):
+                model.check_classes(list(val_set.class_names), str(checkpoint))
         metrics = task.evaluate(model, val_set, val_loader(cfg, task, val_set, dist_info), dist_info,
                                 predictions_dir)
         if dist_info.is_main:

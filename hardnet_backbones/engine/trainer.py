@@ -20,12 +20,12 @@ from timm.optim import create_optimizer_v2
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
-from tqdm import tqdm
 
 from ..errors import CheckpointError, HardnetError, RunInUseError
 from ..utils.distributed import (
     DistInfo, all_gather_objects, all_reduce_sum, barrier, cleanup_distributed, init_distributed)
 from ..utils.files import remove_partial_files, save_atomic, write_atomic, write_text_atomic
+from ..utils.progress import progress_bar
 from ..visualization.plots import plot_history
 from .checkpoint import capture_rng_state, restore_rng_state
 from .config import Config, config_to_dict, config_to_yaml, validate_config
@@ -122,7 +122,7 @@ class _Run:
         sums: Dict[str, float] = {}
         images = 0
         start = time.time()
-        bar = tqdm(self.train_loader, desc=f'epoch {epoch + 1}/{t.epochs}', disable=not self.dist.is_main)
+        bar = progress_bar(self.train_loader, desc=f'epoch {epoch + 1}/{t.epochs}', disable=not self.dist.is_main)
         for step, batch in enumerate(bar):
             with torch.autocast(self.dist.device.type, dtype=torch.float16, enabled=self.use_amp):
                 loss, parts = self.task.loss(self.ddp_model, batch, self.dist.device)

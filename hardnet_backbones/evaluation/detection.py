@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from tqdm import tqdm
 
 from ..data.instance_masks import encode_mask
+from ..errors import CheckpointError
 from ..utils.distributed import DistInfo, all_gather_objects
+from ..utils.progress import progress_bar
 
 __all__ = ['COCO_STAT_NAMES', 'CONFIDENT_SCORE', 'coco_map', 'voc_ap50', 'predictions_to_coco', 'evaluate_detection']
 
@@ -39,6 +40,9 @@ def predictions_to_coco(
         boxes[:, 2:] -= boxes[:, :2]
         masks = out['masks'].detach().cpu()[:, 0] > 0.5 if 'masks' in out else [None] * len(boxes)
         for box, label, score, mask in zip(boxes.tolist(), out['labels'].tolist(), out['scores'].tolist(), masks):
+            if int(label) not in label_to_cat_id:
+                raise CheckpointError(f'the model predicts label {int(label)}, which is not one of its classes '
+                                      f'(1..{len(label_to_cat_id)}): is it (or its ONNX file) of another model?')
             result = dict(image_id=image_id, category_id=label_to_cat_id[int(label)],
                           bbox=[round(v, 2) for v in box], score=float(score))
             if mask is not None:
@@ -150,7 +154,7 @@ def evaluate_detection(
     model.eval()
     results: List[Dict[str, Any]] = []
     predicts_masks = False
-    for images, targets in tqdm(loader, desc='evaluate', disable=not dist_info.is_main, leave=False):
+    for images, targets in progress_bar(loader, desc='evaluate', disable=not dist_info.is_main, leave=False):
         outputs = model([img.to(dist_info.device, non_blocking=True) for img in images])
         predicts_masks = predicts_masks or any('masks' in out for out in outputs)
         results += predictions_to_coco([t['image_id'] for t in targets], outputs, label_to_cat_id)

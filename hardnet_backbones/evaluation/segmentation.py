@@ -3,9 +3,9 @@ import logging
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
-from tqdm import tqdm
 
 from ..utils.distributed import DistInfo, all_reduce_sum
+from ..utils.progress import progress_bar
 
 __all__ = ['confusion_matrix', 'metrics_from_confusion', 'evaluate_segmentation']
 
@@ -64,7 +64,7 @@ def evaluate_segmentation(
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=dist_info.device)
     indices = iter(loader.sampler) if on_prediction is not None else None
-    for images, masks in tqdm(loader, desc='evaluate', disable=not dist_info.is_main, leave=False):
+    for images, masks in progress_bar(loader, desc='evaluate', disable=not dist_info.is_main, leave=False):
         predictions = model(images.to(dist_info.device, non_blocking=True))['out'].argmax(1)
         confusion += confusion_matrix(predictions, masks.to(dist_info.device), num_classes, ignore_index)
         if on_prediction is not None:

@@ -7,12 +7,12 @@ import timm
 import torch
 import torch.nn as nn
 from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
-from tqdm import tqdm
 
 from ..data.image_io import read_image
 from ..errors import ConfigError, DownloadError
 from ..models.hub import load_weights_file
 from ..utils.device import model_device
+from ..utils.progress import progress_bar
 from .batching import batched
 
 __all__ = ['Prediction', 'create_classifier_model', 'classify_images']
@@ -94,7 +94,7 @@ def classify_images(
         info = ImageNetInfo() if num_classes == 1000 else None
         class_names = [info.index_to_description(i) if info else f'class {i}' for i in range(num_classes)]
     results = []
-    with tqdm(total=len(paths), desc='classify', unit='image', disable=not progress) as bar:
+    with progress_bar(total=len(paths), desc='classify', unit='image', disable=not progress) as bar:
         for chunk in batched(list(paths), batch_size):
             batch = torch.stack([transform(read_image(path)) for path in chunk]).to(device)
             for probs in model(batch).softmax(-1):
