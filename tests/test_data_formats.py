@@ -237,7 +237,7 @@ def test_masks_are_checked_when_the_dataset_is_built_and_the_scan_is_cached(tmp_
     bad = good.copy()
     bad[10, 10] = 7
     Image.fromarray(bad).save(root / 'masks' / 'train' / 'b.png')  # changed file: scanned again
-    with pytest.raises(DataError, match=r'b.png: mask values \[7\] are outside the 2 classes'):
+    with pytest.raises(DataError, match=r'mask values outside the 2 classes .*: 7 in .*b.png'):
         folder_segmentation(root, 'train', ['bg', 'fg'])
     Image.fromarray(good[:, :30]).save(root / 'masks' / 'train' / 'b.png')
     with pytest.raises(DataError, match=r'b.png: the mask is 30x24 pixels but its image .*b.jpg is 32x24'):
@@ -249,7 +249,7 @@ def test_sixteen_bit_masks_keep_their_values(tmp_path):
     mask[:4] = 300
     root = _mask_folder(tmp_path, {'a': mask})
     assert read_mask(root / 'masks' / 'train' / 'a.png').max() == 300
-    with pytest.raises(DataError, match=r'mask values \[300\] are outside'):
+    with pytest.raises(DataError, match=r'mask values outside .*: 300 in '):
         folder_segmentation(root, 'train', ['bg', 'fg'])
     _, loaded = folder_segmentation(root, 'train', ['bg', 'fg'], mask_values={300: 1})[0]
     assert int(loaded.sum()) == 32

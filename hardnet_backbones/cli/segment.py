@@ -10,6 +10,7 @@ import torch
 
 from ..data.image_io import read_image_array
 from ..data.palettes import color_palette
+from ..data.segmentation import MIN_INPUT_SIZE
 from ..inference.windows import SEGMENT_MODES, segment_logits
 from ..utils.files import write_atomic, write_text_atomic
 from ..utils.progress import progress_bar
@@ -17,6 +18,21 @@ from ..visualization.draw import mask_to_png, overlay_segmentation
 from .common import USER_ERRORS, add_prediction_args, output_file, positive_int, prepare_prediction, report_user_error
 
 _logger = logging.getLogger('hardnet.segment')
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or 'out of memory' in str(error) or "can't allocate memory" in str(error)
+
+
+MAX_WINDOW = 4096  # a window's logits for a 21-class model already take 1.4 GB at this size
+
+
+def window_side(text: str) -> int:
+    """argparse type: a window side the models take and memory holds."""
+    value = int(text)
+    if not MIN_INPUT_SIZE <= value <= MAX_WINDOW:
+        raise argparse.ArgumentTypeError(f'must be {MIN_INPUT_SIZE} to {MAX_WINDOW} pixels, got {value}')
+    return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -30,8 +46,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='whole: each image at its own size in one pass (the models are fully convolutional); '
                              'slide: average over windows of the training crop size (data.crop_size) overlapping '
                              'by a third, for images far larger than the training crops (default: %(default)s)')
-    parser.add_argument('--window', type=positive_int, nargs=2, default=None, metavar=('H', 'W'),
-                        help='window of --mode slide (default: the run\'s data.crop_size)')
+    parser.add_argument('--window', type=window_side, nargs=2, default=None, metavar=('H', 'W'),
+                        help=f'window of --mode slide, {MIN_INPUT_SIZE} to {MAX_WINDOW} pixels a side (default: the '
+                             f'run\'s data.crop_size)')
     parser.add_argument('--batch-size', type=positive_int, default=4,
                         help='windows per forward pass in --mode slide (default: %(default)s)')
     parser.add_argument('--output-json', type=output_file, default=None,
@@ -43,6 +60,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    path = None
     try:
         paths, trained, out_dir = prepare_prediction(args, 'segmentation')
         window = tuple(args.window or trained.config.data.crop_size)
@@ -61,11 +79,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             report[str(path)] = dict(width=raw.shape[1], height=raw.shape[0], mode=args.mode,
                                      class_shares={n: float(c) for n, c in zip(trained.class_names,
                                                                                counts / counts.sum())})
+        if args.output_json:
+            Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(args.output_json, json.dumps(report, indent=2))
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
-    if args.output_json:
-        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(args.output_json, json.dumps(report, indent=2))
+    except (RuntimeError, MemoryError) as e:
+        if not _out_of_memory(e):
+            raise
+        _logger.error('out of memory on %s: use --mode slide (with a smaller --window) or --device cpu', path)
+        return 2
     _logger.info('%d images (%s mode) -> %s', len(paths), args.mode, out_dir)
     return 0
 

@@ -26,8 +26,9 @@ from ..utils.progress import progress_bar
 from .image_io import IMAGE_SUFFIXES, image_size, read_image_array, read_mask
 from .sampling import AugmentedDataset, EpochIndex
 
-__all__ = ['SegmentationDataset', 'VOC_SEG_CLASSES', 'CITYSCAPES_CLASSES', 'CITYSCAPES_ID_TO_TRAIN_ID',
-           'voc_segmentation', 'cityscapes_segmentation', 'folder_segmentation', 'cache_dir']
+__all__ = ['SegmentationDataset', 'MIN_INPUT_SIZE', 'VOC_SEG_CLASSES', 'CITYSCAPES_CLASSES',
+           'CITYSCAPES_ID_TO_TRAIN_ID', 'voc_segmentation', 'cityscapes_segmentation', 'folder_segmentation',
+           'cache_dir']
 
 _logger = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ CITYSCAPES_ID_TO_TRAIN_ID = {
     27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 
 _MAX_MASK_VALUE = 65535  # 16-bit masks at most
+
+# the smallest image side the segmenters take (their deepest maps are at stride 32)
+MIN_INPUT_SIZE = 32
 PathLike = Union[str, Path]
 
 
@@ -123,6 +127,8 @@ class SegmentationDataset(AugmentedDataset):
         unmapped: what happens to raw values missing from ``label_map``: ``'keep'`` them as they are,
             or ``'ignore'`` them (Cityscapes).
         exif_orientation: apply the images' EXIF orientation tags (masks are never rotated).
+        nonzero_class: every non-zero raw value but ``ignore_index`` becomes this class (instead of a
+            ``label_map``), e.g. 1 to read instance-id or 0/1/2... masks as one foreground class.
     """
 
     def __init__(
@@ -134,6 +140,7 @@ class SegmentationDataset(AugmentedDataset):
             label_map: Optional[Mapping[int, int]] = None,
             unmapped: str = 'keep',
             exif_orientation: bool = True,
+            nonzero_class: Optional[int] = None,
     ):
         super().__init__()
         self.pairs = [(Path(i), Path(m)) for i, m in pairs]
@@ -150,7 +157,13 @@ class SegmentationDataset(AugmentedDataset):
         self.ignore_index = ignore_index
         self.exif_orientation = exif_orientation
         self.label_map = dict(label_map) if label_map else None
+        if nonzero_class is not None and self.label_map is not None:
+            raise ValueError('give label_map or nonzero_class, not both')
         self.lookup = self._build_lookup(self.label_map, unmapped)
+        if nonzero_class is not None:
+            self.lookup = np.full(_MAX_MASK_VALUE + 1, nonzero_class, dtype=np.int64)
+            self.lookup[0], self.lookup[ignore_index] = 0, ignore_index
+        self.image_shapes: List[Tuple[int, int]] = []  # (height, width) of every image, from the check
         self._check_all()
 
     def _build_lookup(self, label_map: Optional[Dict[int, int]], unmapped: str) -> Optional[np.ndarray]:
@@ -176,29 +189,46 @@ class SegmentationDataset(AugmentedDataset):
     def _map(self, values: np.ndarray) -> np.ndarray:
         return values if self.lookup is None else self.lookup[np.clip(values, 0, _MAX_MASK_VALUE)]
 
-    def _check_values(self, path: Path, values: np.ndarray) -> None:
+    def _bad_values(self, values: np.ndarray) -> List[int]:
         bad = ((values >= self.num_classes) & (values != self.ignore_index)) | (values < 0)
-        if bad.any():
-            shown = sorted(set(np.unique(values[bad]).tolist()))
-            raise DataError(f'{path}: mask values {shown[:10]} are outside the {self.num_classes} classes '
-                            f'(0..{self.num_classes - 1}, ignore {self.ignore_index}); set data.mask_values '
-                            f'to map raw values to classes, or fix the class list; masks with one value per object '
-                            f'(instance ids) are no classes: turn them into COCO annotations with '
-                            f'tools/instances_to_coco.py and train an instance segmenter (Mask R-CNN)')
+        return sorted(set(np.unique(values[bad]).tolist()))
+
+    def _values_error(self, offending: Dict[int, List[Path]]) -> DataError:
+        """One error for every value outside the classes, with a few of the masks holding each."""
+        def files(paths: List[Path]) -> str:
+            more = f' and {len(paths) - 3} more' if len(paths) > 3 else ''
+            return ', '.join(str(p) for p in paths[:3]) + more
+        found = '; '.join(f'{value} in {files(paths)}' for value, paths in sorted(offending.items())[:20])
+        return DataError(
+            f'mask values outside the {self.num_classes} classes (0..{self.num_classes - 1}, ignore '
+            f'{self.ignore_index}): {found}. Set data.mask_values to map raw values to classes, data.nonzero_class: 1 '
+            f'to make every non-zero value one foreground class, or fix the class list; masks with one value per '
+            f'object (instance ids) can also become COCO annotations with tools/instances_to_coco.py for an '
+            f'instance segmenter (Mask R-CNN)')
+
+    def _check_values(self, path: Path, values: np.ndarray) -> None:
+        bad = self._bad_values(values)
+        if bad:
+            raise self._values_error({value: [path] for value in bad})
 
     def _check_all(self) -> None:
         """One pass over every mask (cached): sizes, value ranges, 0/255 binary masks."""
         scans = scan_masks(self.pairs, self.exif_orientation)
         raw_values = set()
+        offending: Dict[int, List[Path]] = {}
         for (image_path, mask_path), scan in zip(self.pairs, scans):
             if scan['mask_shape'] != scan['image_shape']:
                 h, w = scan['mask_shape']
                 ih, iw = scan['image_shape']
                 raise DataError(f'{mask_path}: the mask is {w}x{h} pixels but its image {image_path} is {iw}x{ih} '
                                 f'(width x height, after the EXIF orientation); they must match')
+            self.image_shapes.append(tuple(scan['image_shape']))
             values = np.asarray(scan['values'], dtype=np.int64)
-            self._check_values(mask_path, self._map(values))
+            for value in self._bad_values(self._map(values)):
+                offending.setdefault(value, []).append(mask_path)
             raw_values.update(scan['values'])
+        if offending:
+            raise self._values_error(offending)
         if self.label_map is None and self.ignore_index == 255 and raw_values and raw_values <= {0, 255} \
                 and 255 in raw_values:
             raise DataError(
@@ -275,10 +305,11 @@ def cityscapes_segmentation(root: PathLike, split: str = 'train', transform: Opt
 def folder_segmentation(
         root: PathLike, split: str, class_names: Sequence[str], transform: Optional[Callable] = None,
         ignore_index: int = 255, mask_values: Optional[Mapping[int, int]] = None,
-        exif_orientation: bool = True) -> SegmentationDataset:
+        exif_orientation: bool = True, nonzero_class: Optional[int] = None) -> SegmentationDataset:
     """Generic layout: ``images/<split>/<name>.<ext>`` with ``masks/<split>/<name>.png`` class-index masks.
 
-    ``mask_values`` maps raw mask values to classes (others are kept), e.g. ``{255: 1}`` for 0/255 masks.
+    ``mask_values`` maps raw mask values to classes (others are kept), e.g. ``{255: 1}`` for 0/255 masks;
+    ``nonzero_class`` makes every non-zero value one class (instance-id masks read as foreground).
     """
     root = Path(root)
     image_dir = root / 'images' / split
@@ -287,4 +318,4 @@ def folder_segmentation(
         raise FileNotFoundError(f'no images under {image_dir}')
     pairs = [(img, root / 'masks' / split / f'{img.stem}.png') for img in images]
     return SegmentationDataset(pairs, class_names, transform, ignore_index, label_map=mask_values,
-                               exif_orientation=exif_orientation)
+                               exif_orientation=exif_orientation, nonzero_class=nonzero_class)

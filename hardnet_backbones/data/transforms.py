@@ -179,6 +179,14 @@ def segmentation_train_transform(
     ])
 
 
-def segmentation_eval_transform(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
-    """Normalisation only: evaluation runs at the full image size."""
-    return A.Compose([A.Normalize(mean=mean, std=std)])
+def segmentation_eval_transform(mean: Sequence[float], std: Sequence[float], ignore_index: int = 255,
+                                min_size: int = 32) -> A.Compose:
+    """Normalisation only: evaluation runs at the full image size. Images under ``min_size`` pixels a side (the
+    least the segmenters take) are padded at the bottom and right, the mask with ``ignore_index``, so the
+    metrics count their own pixels only."""
+    fill = tuple(int(round(m * 255)) for m in mean)
+    return A.Compose([
+        A.PadIfNeeded(min_size, min_size, position='top_left', border_mode=cv2.BORDER_CONSTANT, fill=fill,
+                      fill_mask=ignore_index),
+        A.Normalize(mean=mean, std=std),
+    ])

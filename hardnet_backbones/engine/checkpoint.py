@@ -31,12 +31,20 @@ def load_training_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
 
 def model_weights(checkpoint: Dict[str, Any], prefer_ema: bool = True) -> Dict[str, torch.Tensor]:
     """The model state dict inside a training checkpoint (EMA weights when present and preferred),
-    or the file itself when it is a bare state dict."""
+    or the file itself when it is a bare state dict.
+
+    Raises:
+        CheckpointError: weights that are not finite (a run that diverged predicts nothing, silently).
+    """
+    weights = checkpoint
     if isinstance(checkpoint.get('model'), dict):
-        if prefer_ema and checkpoint.get('model_ema'):
-            return checkpoint['model_ema']
-        return checkpoint['model']
-    return checkpoint
+        weights = checkpoint['model_ema'] if prefer_ema and checkpoint.get('model_ema') else checkpoint['model']
+    broken = [k for k, v in weights.items()
+              if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(f'the checkpoint\'s weights hold nan or inf in {len(broken)} tensors (e.g. {broken[0]}): '
+                              f'the run diverged; use an earlier checkpoint, or train again with a lower train.lr')
+    return weights
 
 
 def capture_rng_state() -> Dict[str, Any]:

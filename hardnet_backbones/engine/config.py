@@ -42,6 +42,7 @@ class DataConfig:
     val_split: str = 'val'
     class_names: Optional[List[str]] = None  # voc detection and folder segmentation: the classes in label order
     mask_values: Optional[Dict[int, int]] = None  # segmentation: raw mask value -> class, e.g. {255: 1}
+    nonzero_class: Optional[int] = None  # folder segmentation: every non-zero mask value becomes this class
     exif_orientation: bool = True  # apply the images' EXIF orientation (annotations made on upright images)
     cityscapes_labels: str = 'labelIds'  # cityscapes: labelIds (mapped to trainIds) | labelTrainIds (read as is)
     images_dir: str = 'images'  # coco: images are read from root/images_dir/<split>/<file_name>
@@ -253,6 +254,7 @@ _VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
     ('model.num_classes', lambda v: v is None or v >= 2, 'at least 2 (or null: from the data)'),
     ('model.trainable_backbone_layers', lambda v: v is None or v >= 0, '>= 0 (or null)'),
     ('data.class_names', lambda v: v is None or len(set(v)) == len(v), 'a list without repeated names'),
+    ('data.nonzero_class', lambda v: v is None or v >= 1, 'at least 1 (0 is the background)'),
 )
 
 
@@ -269,6 +271,8 @@ def validate_config(cfg: Config) -> None:
     weights = cfg.model.weights_backbone
     if weights not in (None, 'DEFAULT') and not Path(weights).is_file():
         raise ConfigError(f'model.weights_backbone: file not found: {weights} (use null, DEFAULT or a checkpoint path)')
+    if cfg.data.nonzero_class is not None and cfg.data.mask_values is not None:
+        raise ConfigError('data.nonzero_class and data.mask_values: give one of them')
     if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
         raise ConfigError(f'output_dir: {cfg.output_dir} exists and is not a folder; choose another output_dir')
     if cfg.train.device == 'cuda':

@@ -5,6 +5,7 @@ from typing import List, Tuple
 import torch
 import torch.nn as nn
 
+from ..data.segmentation import MIN_INPUT_SIZE
 from .batching import batched
 
 __all__ = ['segment_logits', 'SEGMENT_MODES']
@@ -27,14 +28,17 @@ def segment_logits(model: nn.Module, image: torch.Tensor, mode: str = 'whole',
     ``mode='whole'`` runs the image at its own size (the models are fully convolutional);
     ``mode='slide'`` averages the logits of ``window``-sized crops overlapping by a third (the training
     crop size is the natural window), so images far larger than the training crops keep the scale
-    the model learnt and a bounded memory. Images smaller than the window are zero-padded (the mean
-    colour after normalisation).
+    the model learnt and a bounded memory. Images smaller than the window (or than 32 pixels, the least a
+    segmenter takes) are zero-padded (the mean colour after normalisation) and the logits cropped back.
     """
     if mode not in SEGMENT_MODES:
         raise ValueError(f'mode must be one of {SEGMENT_MODES}, got {mode!r}')
-    if mode == 'whole':
-        return model(image[None])['out'][0]
+    if min(window) < MIN_INPUT_SIZE:
+        raise ValueError(f'window must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, got {window}')
     height, width = image.shape[-2:]
+    if mode == 'whole':
+        padded = torch.nn.functional.pad(image, (0, max(0, MIN_INPUT_SIZE - width), 0, max(0, MIN_INPUT_SIZE - height)))
+        return model(padded[None])['out'][0, :, :height, :width]
     win_h, win_w = window
     padded = torch.nn.functional.pad(image, (0, max(0, win_w - width), 0, max(0, win_h - height)))
     full_h, full_w = padded.shape[-2:]

@@ -39,7 +39,7 @@ class SegmentationTask(BuiltInTask):
             transform = segmentation_train_transform(
                 data.crop_size, _MEAN, _STD, data.scale_range, data.ignore_index, data.hflip_p, data.color_jitter_p)
         else:
-            transform = segmentation_eval_transform(_MEAN, _STD)
+            transform = segmentation_eval_transform(_MEAN, _STD, data.ignore_index)
         roots = data_roots(data, train)
         if len(roots) > 1:
             raise ConfigError('data.root: a list of roots is only supported for voc detection')
@@ -49,6 +49,8 @@ class SegmentationTask(BuiltInTask):
         if data.mask_values is not None and data.format == 'cityscapes':
             raise ConfigError('data.mask_values: cityscapes masks are mapped by data.cityscapes_labels; remove the key')
         exif = data.exif_orientation
+        if data.nonzero_class is not None and data.format not in ('shapes', 'folder'):
+            raise ConfigError(f'data.nonzero_class is for the folder format; {data.format} masks are classes already')
         if data.format == 'voc':
             if data.mask_values:
                 raise ConfigError('data.mask_values: VOC masks are class indices already; remove the key')
@@ -58,7 +60,7 @@ class SegmentationTask(BuiltInTask):
                                            exif_orientation=exif)
         if data.format in ('shapes', 'folder'):
             return folder_segmentation(root, split, self.class_names(), transform, data.ignore_index,
-                                       data.mask_values, exif_orientation=exif)
+                                       data.mask_values, exif_orientation=exif, nonzero_class=data.nonzero_class)
         raise ConfigError(
             f'data.format: {data.format!r} is not a segmentation format (voc, cityscapes, folder, shapes)')
 
@@ -97,6 +99,8 @@ class SegmentationTask(BuiltInTask):
 
         def save(index: int, prediction: torch.Tensor) -> None:
             path = Path(predictions_dir) / f'{val_set.pairs[index][0].stem}.png'
+            height, width = val_set.image_shapes[index]
+            prediction = prediction[:height, :width]  # images under the models' minimum were padded
             write_atomic(path, lambda f: mask_to_png(prediction, palette).save(f, format='PNG'))
 
         if predictions_dir is not None:
