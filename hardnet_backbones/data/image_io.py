@@ -6,7 +6,9 @@ through :func:`read_image`, so a file is decoded the same way everywhere:
 - the EXIF orientation tag is applied (a phone photo stored sideways loads upright);
 - 16-bit images (``I;16`` PNG/TIFF, or ``I``) are scaled from 0..65535 to 0..255, float images (``F``)
   from 0..1; grayscale, palette, CMYK and images with alpha become RGB (alpha is dropped);
-- a truncated or unreadable file raises a :class:`~hardnet_backbones.errors.DataError` naming it.
+- a truncated or unreadable file raises a :class:`~hardnet_backbones.errors.DataError` naming it, and so does an
+  image over PIL's decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, 178,956,970 pixels by default;
+  raise ``PIL.Image.MAX_IMAGE_PIXELS`` for files you trust), before its pixels are decoded.
 
 Masks (:func:`read_mask`) are class indices: never rescaled, never rotated.
 """
@@ -40,8 +42,15 @@ def _open(path: PathLike) -> Image.Image:
         image = Image.open(path)
         image.load()
         return image
+    except Image.DecompressionBombError as e:
+        raise DataError(_too_large(path, e)) from None
     except _UNREADABLE as e:
         raise DataError(f'{path}: cannot decode the image, the file is truncated, corrupt or not an image ({e})') from e
+
+
+def _too_large(path: PathLike, error: Exception) -> str:
+    return (f'{path}: {error} The limit guards against decompression bombs; if you trust the file, raise '
+            f'PIL.Image.MAX_IMAGE_PIXELS, or downscale the image')
 
 
 def _orientation(image: Image.Image) -> int:
@@ -123,6 +132,8 @@ def image_size(path: PathLike, exif_orientation: bool = True) -> Tuple[int, int]
             width, height = image.size
             if exif_orientation and _orientation(image) in _SWAPS_SIDES:
                 width, height = height, width
+    except Image.DecompressionBombError as e:
+        raise DataError(_too_large(path, e)) from None
     except _UNREADABLE as e:
         raise DataError(f'{path}: cannot read the image header, the file is corrupt or not an image ({e})') from e
     return width, height

@@ -17,9 +17,8 @@ import torch.nn as nn
 
 from ..utils.files import write_atomic
 
-__all__ = ['KINDS', 'onnx_input_name', 'export_onnx', 'write_onnx_metadata', 'export_torchscript', 'validate_onnx',
-           'validate_torchscript',
-           'output_names']
+__all__ = ['KINDS', 'model_kind', 'check_model_kind', 'onnx_input_name', 'export_onnx', 'write_onnx_metadata',
+           'export_torchscript', 'validate_onnx', 'validate_torchscript', 'output_names']
 
 KINDS = ('classification', 'features', 'detection', 'segmentation')
 
@@ -68,6 +67,34 @@ def _example(kind: str, image_size: Tuple[int, int], batch: int = 1) -> torch.Te
     return torch.randn(batch, 3, h, w)
 
 
+def model_kind(model: nn.Module) -> str:
+    """What ``model`` is, as the ``kind`` arguments name it: a torchvision detector ('detection'), a segmenter
+    (torchvision's FCN / DeepLabV3 / LR-ASPP, FC-HarDNet: 'segmentation'), a timm feature extractor ('features')
+    or, by elimination, a classifier."""
+    from torchvision.models.detection import FCOS, GeneralizedRCNN, RetinaNet
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.segmentation import FCN, LRASPP, DeepLabV3
+
+    from ..models.fchardnet import FCHarDNet
+    if isinstance(model, (GeneralizedRCNN, RetinaNet, FCOS, SSD)):
+        return 'detection'
+    if isinstance(model, (FCN, DeepLabV3, LRASPP, FCHarDNet)):
+        return 'segmentation'
+    if hasattr(model, 'feature_info') and not hasattr(model, 'get_classifier'):
+        return 'features'
+    return 'classification'
+
+
+def check_model_kind(model: nn.Module, kind: str) -> None:
+    """Refuse a ``kind`` that is not what ``model`` is (a classifier exported as a detector would be exported with
+    the wrong inputs and outputs, or come back unchanged)."""
+    if kind not in KINDS:
+        raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    actual = model_kind(model)
+    if actual != kind:
+        raise ValueError(f'{type(model).__name__} is a {actual} model, not {kind}: pass kind={actual!r}')
+
+
 def onnx_input_name(kind: str) -> str:
     """The name of an exported file's input: ``image`` for detectors (one image), ``images`` otherwise (a batch)."""
     return 'image' if kind == 'detection' else 'images'
@@ -112,8 +139,7 @@ def export_onnx(
         opset: ONNX opset, at least 17.
         dynamic: dynamic batch (not for detection) and spatial size.
     """
-    if kind not in KINDS:
-        raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    check_model_kind(model, kind)
     if opset < 17:
         raise ValueError(f'opset must be >= 17, got {opset}')
     model = model.eval()

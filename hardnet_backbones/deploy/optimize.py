@@ -22,7 +22,7 @@ from typing import Iterable, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .export import KINDS
+from .export import check_model_kind
 from .fuse import fuse_for_inference
 from .quantize import quantize_to_onnx
 from .runtime import OnnxRuntimeModel
@@ -52,9 +52,11 @@ def optimize_for_inference(
 
     Returns:
         float32: an ``nn.Module``; int8: an :class:`OnnxRuntimeModel` with the model's interface.
+
+    Raises:
+        ValueError: ``kind`` is not what the model is, or bad calibration inputs.
     """
-    if kind not in KINDS:
-        raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    check_model_kind(model, kind)
     if not int8:
         if calibration is not None or path is not None:
             raise ValueError('calibration and path are for int8=True')

@@ -40,11 +40,16 @@ def _calibration_feeds(calibration: Iterable[torch.Tensor], kind: str, input_nam
             raise TypeError(f'calibration inputs must be tensors, got {type(item).__name__}')
         array = item.detach().cpu().float().contiguous()
         if kind == 'detection':
-            if array.dim() != 3:
-                raise ValueError(
-                    f'detector calibration inputs are (3, H, W) images in [0, 1], got {tuple(array.shape)}')
+            if array.dim() != 3 or array.shape[0] != 3 or not (0 <= array.min() and array.max() <= 1):
+                raise ValueError(f'detector calibration inputs are (3, H, W) images with values in [0, 1], got '
+                                 f'{tuple(array.shape)} with values {float(array.min()):.3g}..{float(array.max()):.3g}')
         elif array.dim() == 3:
             array = array.unsqueeze(0)
+        if kind != 'detection' and (array.dim() != 4 or array.shape[1] != 3):
+            raise ValueError(f'{kind} calibration inputs are normalised (3, H, W) images or (B, 3, H, W) batches, '
+                             f'got {tuple(item.shape)}')
+        if not torch.isfinite(array).all():
+            raise ValueError('calibration inputs hold nan or inf values')
         feeds.append({input_name: array.numpy()})
     if not feeds:
         raise ValueError('int8 quantization needs calibration inputs: real images as the model takes them '

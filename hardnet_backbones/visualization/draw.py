@@ -1,14 +1,16 @@
 """Pictures of predictions: detections drawn on images, segmentation masks and overlays."""
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from ..data.palettes import IGNORE_COLOR, color_palette
 
 __all__ = ['draw_detections', 'overlay_segmentation', 'mask_to_png']
+
+MAX_PICTURE_SIDE = 4096
 
 
 def _to_uint8(image: torch.Tensor) -> torch.Tensor:
@@ -38,7 +40,8 @@ def draw_detections(
     boxes, labels = boxes[keep].cpu().float(), labels[keep].cpu()
     if masks is not None:
         masks = masks[keep].cpu().float().reshape(-1, *image.shape[-2:])
-    scale = max(1.0, min_side / min(image.shape[-2:]))
+    # enlarge small images so captions stay legible, but never past MAX_PICTURE_SIDE (a 20000x40 panorama)
+    scale = min(max(1.0, min_side / min(image.shape[-2:])), max(1.0, MAX_PICTURE_SIDE / max(image.shape[-2:])))
     if scale > 1:
         size = [round(image.shape[-2] * scale), round(image.shape[-1] * scale)]
         image = torch.nn.functional.interpolate(image[None].float(), size=size, mode='bilinear')[0]
@@ -55,8 +58,50 @@ def draw_detections(
     if masks is not None and len(masks):
         drawn = draw_segmentation_masks(drawn, masks > 0.5, alpha=0.45, colors=colors)
     if len(boxes):
-        drawn = draw_bounding_boxes(drawn, boxes, labels=captions, colors=colors, width=2)
-    return Image.fromarray(drawn.permute(1, 2, 0).numpy())
+        drawn = draw_bounding_boxes(drawn, boxes, colors=colors, width=2)
+    picture = Image.fromarray(drawn.permute(1, 2, 0).numpy())
+    _draw_captions(picture, boxes.tolist(), captions, colors)
+    return picture
+
+
+Rect = Tuple[float, float, float, float]
+
+
+def place_captions(boxes: Sequence[Sequence[float]], sizes: Sequence[Tuple[int, int]], width: int,
+                   height: int) -> List[Rect]:
+    """Where each caption goes (``(x1, y1, x2, y2)``, ``sizes`` are ``(w, h)``): above its box's top-left
+    corner, inside the picture, moved down a line at a time (up when the picture ends) past captions already
+    placed, so that no two overlap (boxes sharing a top edge are common: a row of cars, of people)."""
+    placed: List[Rect] = []
+    for (x1, y1, _, _), (w, h) in zip(boxes, sizes):
+        x = min(max(0.0, x1), max(0.0, width - w))
+        y = min(max(0.0, y1 - h), max(0.0, height - h))
+        step = h + 1
+        for _ in range(4 * len(placed) + 1):
+            rect = (x, y, x + w, y + h)
+            if not any(_overlap(rect, other) for other in placed):
+                break
+            y = y + step if y + step + h <= height else y - step
+        placed.append((x, y, x + w, y + h))
+    return placed
+
+
+def _overlap(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _draw_captions(picture: Image.Image, boxes: Sequence[Sequence[float]], captions: Sequence[str],
+                   colors: Sequence[Tuple[int, int, int]]) -> None:
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default()
+    sizes = []
+    for caption in captions:
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
+        sizes.append((right - left + 4, bottom - top + 4))
+    for rect, caption, color in zip(place_captions(boxes, sizes, *picture.size), captions, colors):
+        draw.rectangle(rect, fill=tuple(color))
+        text = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
+        draw.text((rect[0] + 2, rect[1] + 1), caption, fill=text, font=font)
 
 
 def mask_to_png(mask: Union[np.ndarray, torch.Tensor], palette: Sequence[tuple]) -> Image.Image:
