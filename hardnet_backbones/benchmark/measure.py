@@ -6,6 +6,7 @@ that CPU peak RSS figures do not leak from one model into the next; on CUDA the 
 image (multiply-accumulates = FLOPs / 2).
 """
 import json
+import logging
 import os
 import resource
 import statistics
@@ -22,6 +23,8 @@ import torch.nn.functional as F
 
 from ..deploy import OnnxRuntimeModel, export_onnx, fuse_for_inference, quantize_to_onnx
 from .factory import build_benchmark_model, modes_for, split_variants, task_of
+
+_logger = logging.getLogger(__name__)
 
 __all__ = ['BenchConfig', 'measure_model', 'run_benchmark', 'run_interleaved', 'gemm_gflops', 'count_gmacs']
 
@@ -224,8 +227,11 @@ def run_interleaved(models: Dict[str, str], cfg: BenchConfig, rounds: int = 5,
 def _run_worker(name: str, cfg: BenchConfig, mode: str, env: Dict[str, str]) -> Dict[str, Any]:
     cmd = [sys.executable, '-m', 'hardnet_backbones.benchmark.worker', '--worker', name, mode, json.dumps(asdict(cfg))]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f'benchmark of {name} ({mode}) failed:\n{proc.stderr[-3000:]}')
+    if proc.returncode != 0:  # the worker's last line says what failed; its traceback is for debugging
+        _logger.debug('benchmark worker of %s (%s):\n%s', name, mode, proc.stderr)
+        last = next((line for line in reversed(proc.stderr.splitlines()) if line.strip()), 'no message')
+        raise RuntimeError(f'benchmark of {name} ({mode}) failed: {last.strip()} (exit code {proc.returncode}; '
+                           f'run with --no-isolate to see the traceback)')
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

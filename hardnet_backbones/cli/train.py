@@ -6,6 +6,7 @@ from typing import List, Optional
 
 from ..engine.config import load_config
 from ..engine.trainer import train
+from ..errors import DiskFullError, user_message
 from .common import USER_ERRORS, add_config_args, output_dir, report_user_error
 
 _logger = logging.getLogger('hardnet.train')
@@ -36,6 +37,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         cfg = load_config(args.config, overrides)
         train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except DiskFullError as e:
+        _logger.error('%s; then continue the run with --resume', user_message(e))
+        return 2
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
     return 0

@@ -71,7 +71,8 @@ def model_kind(model: nn.Module) -> str:
     """What ``model`` is, as the ``kind`` arguments name it: a torchvision detector ('detection'), a segmenter
     (torchvision's FCN / DeepLabV3 / LR-ASPP, FC-HarDNet: 'segmentation'), a timm feature extractor ('features')
     or, by elimination, a classifier."""
-    from torchvision.models.detection import FCOS, GeneralizedRCNN, RetinaNet
+    from torchvision.models.detection import FCOS, RetinaNet
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
     from torchvision.models.detection.ssd import SSD
     from torchvision.models.segmentation import FCN, LRASPP, DeepLabV3
 

@@ -60,7 +60,7 @@ class OnnxRuntimeModel(nn.Module):
 
     def check_classes(self, class_names: Sequence[str], source: str) -> None:
         """Refuse a file exported from another model than ``source`` (whose classes are ``class_names``): by the
-        class names hardnet-export stored, else (older files) by a segmenter's number of output channels.
+        class names hardnet-export stored, else (files without them) by a segmenter's number of output channels.
 
         Raises:
             CheckpointError: naming both class lists or counts.
@@ -71,9 +71,9 @@ class OnnxRuntimeModel(nn.Module):
                 raise CheckpointError(f'{self.path} was exported from a model of the classes {json.loads(stored)}, '
                                       f'but {source} has {list(class_names)}; export it again from {source}')
             return
-        if self.kind == 'segmentation':
-            channels = self.session.get_outputs()[0].shape[1]
-            if isinstance(channels, int) and channels != len(class_names):
+        if self.kind == 'segmentation':  # the class dimension is symbolic after a Resize: ask a 32x32 input
+            channels = self._run(torch.zeros(1, 3, 32, 32))[0].shape[1]
+            if channels != len(class_names):
                 raise CheckpointError(f'{self.path} predicts {channels} classes, but {source} has '
                                       f'{len(class_names)}; export it again from {source}')
 

@@ -9,6 +9,7 @@ from it, and repeats the epoch whose files were cut short, bit for bit.
 import json
 import logging
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -200,6 +201,13 @@ def _format(record: Dict[str, Any]) -> str:
     return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items())
 
 
+def _remove_folder(out_dir: Path, log_file: Optional[logging.Handler]) -> None:
+    if log_file is not None:
+        logging.getLogger('hardnet').removeHandler(log_file)
+        log_file.close()
+    shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: bool = False) -> Dict[str, Any]:
     """Train (and evaluate) as ``cfg`` says; returns the last evaluation's metrics.
 
@@ -216,6 +224,8 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
     log_file = None
     dist_info = DistInfo()
     lock = RunLock(out_dir)
+    created = not out_dir.exists()  # a refused run leaves no folder behind
+    started = False
     try:
         validate_config(cfg)
         task = create_task(cfg)
@@ -249,6 +259,7 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
         _logger.info('Training %s (%s) on %s x%d: %d train / %d val images, %.2f M params',
                      cfg.model.name, cfg.task, dist_info.device, dist_info.world_size, len(run.train_set),
                      len(run.val_set), sum(p.numel() for p in run.model.parameters()) / 1e6)
+        started = True
         metrics = run.fit()
         if dist_info.is_main:
             run.write_results()
@@ -257,6 +268,9 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
     except (HardnetError, FileNotFoundError) as e:
         if dist_info.is_main and not isinstance(e, RunInUseError):  # the running run's log is its own
             log_failure(log_file, out_dir, e)
+        if dist_info.is_main and created and not started:
+            _remove_folder(out_dir, log_file)
+            log_file = None
         raise
     finally:
         if log_file is not None:
