@@ -336,3 +336,18 @@ def test_segmentation_evaluation_runs_on_images_under_the_minimum(tmp_path):
     out = segmentation_eval_transform((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))(
         image=np.zeros((20, 24, 3), np.uint8), mask=np.ones((20, 24), np.int64))
     assert out['image'].shape[:2] == (32, 32) and (out['mask'][20:] == 255).all() and (out['mask'][:20, :24] == 1).all()
+
+
+def test_exports_print_no_exporter_notes(tmp_path):
+    import warnings
+
+    from hardnet_backbones.deploy import export_onnx, export_torchscript, validate_torchscript
+
+    model = create_model('ssdlite320_hardnet39ds', num_classes=3, size=64).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        export_onnx(model, tmp_path / 'm.onnx', 'detection', (64, 64))
+        path = export_torchscript(model, tmp_path / 'm.pt', 'detection', (64, 64))
+        validate_torchscript(path, model, 'detection', (64, 64))
+    shown = [w for w in caught if not issubclass(w.category, DeprecationWarning)]  # what users see by default
+    assert [str(w.message)[:80] for w in shown] == []

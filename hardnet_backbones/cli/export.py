@@ -124,9 +124,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             report['int8'] = _export_int8(args, model, kind, name, out, size)
             if metadata:
                 write_onnx_metadata(report['int8']['path'], metadata)
+        write_text_atomic(out / f'{name}.export.json', json.dumps(report, indent=2))
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
-    write_text_atomic(out / f'{name}.export.json', json.dumps(report, indent=2))
     ok = all(report[k]['ok'] for k in ('onnx', 'torchscript') if k in report)
     for key in ('onnx', 'torchscript'):
         if key in report:

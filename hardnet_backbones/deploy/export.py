@@ -159,7 +159,7 @@ def export_onnx(
                 dynamic_axes[n] = {0: 'batch'} if kind == 'classification' else {0: 'batch', 2: f'{n}_h', 3: f'{n}_w'}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), _quiet_tracer():
+    with torch.no_grad(), _quiet_exporter():
         write_atomic(path, lambda f: torch.onnx.export(
             wrapped, (_example(kind, image_size),), f, dynamo=False, opset_version=opset,
             input_names=[input_name], output_names=names, dynamic_axes=dynamic_axes))
@@ -167,13 +167,16 @@ def export_onnx(
 
 
 @contextlib.contextmanager
-def _quiet_tracer():
-    """Silence the tracer's notes on what it records as constants: torchvision's detectors trigger a dozen of
-    them by design (shapes, Python ints), and every export is validated against PyTorch instead."""
+def _quiet_exporter():
+    """Silence the notes the exporters print by design on every torchvision model (the tracer's constants and
+    tensor copies, TorchScript's deprecation notices, a scripted detector's return contract): they say nothing
+    about this export, which is validated against PyTorch instead. Other warnings still show."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
-        warnings.filterwarnings('ignore', message=r'.*(legacy TorchScript-based ONNX export|dynamo=False|'
-                                                  r'torch\.onnx\.export|Constant folding).*')
+        for message in (r'.*(legacy TorchScript-based ONNX export|dynamo=False|torch\.onnx\.export|Constant folding)',
+                        r'To copy construct from a tensor', r'`torch\.jit\.\w+` is deprecated',
+                        r'\w+ always returns a \(Losses, Detections\) tuple in scripting'):
+            warnings.filterwarnings('ignore', message=message)
         yield
 
 
@@ -244,24 +247,26 @@ def export_torchscript(model: nn.Module, path: Union[str, Path], kind: str,
     model = model.eval()
     names = output_names(model, kind, image_size)
     wrapped = model if kind in ('detection', 'segmentation') else _wrap(model, kind, names).eval()
-    if kind == 'features':
-        with torch.no_grad():
-            module = torch.jit.trace(wrapped, (_example(kind, image_size),))
-    else:
-        module = torch.jit.script(wrapped)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: torch.jit.save(module, f))
+    with _quiet_exporter():
+        if kind == 'features':
+            with torch.no_grad():
+                module = torch.jit.trace(wrapped, (_example(kind, image_size),))
+        else:
+            module = torch.jit.script(wrapped)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda f: torch.jit.save(module, f))
     return path
 
 
 def validate_torchscript(path: Union[str, Path], model: nn.Module, kind: str, image_size: Tuple[int, int],
                          atol: float = 1e-4) -> Dict[str, Any]:
     """Load the TorchScript file and compare it with ``model`` on the same input."""
-    module = torch.jit.load(str(path))
+    with _quiet_exporter():
+        module = torch.jit.load(str(path))
     names = output_names(model, kind, image_size)
     x = _example(kind, image_size, batch=1)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         if kind == 'detection':
             detections = module([x])[1][0]
             out = tuple(detections[n] for n in names)
