@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from ..errors import ConfigError
+from ..utils.cpu import cpu_supports_bfloat16
 from .coerce import build_dataclass
 
 __all__ = ['ConfigError', 'Config', 'ModelConfig', 'DataConfig', 'TrainConfig', 'LossConfig', 'BASE_KEY',
@@ -83,7 +84,8 @@ class TrainConfig:
     poly_power: float = 0.9
     min_lr_ratio: float = 0.0
     clip_grad_norm: Optional[float] = None
-    amp: bool = True  # mixed precision, used on CUDA only
+    amp: bool = True  # mixed precision: float16 on CUDA; with amp_dtype bfloat16 also on CPUs that have it
+    amp_dtype: str = 'float16'  # float16 (CUDA, with a GradScaler) | bfloat16 (CUDA, or CPUs with AVX512_BF16/AMX)
     channels_last: bool = False
     ema: bool = False
     ema_decay: float = 0.9998
@@ -112,6 +114,7 @@ _CHOICES = {
     'train.optimizer': ('sgd', 'adamw'),
     'train.scheduler': ('cosine', 'poly', 'constant'),
     'train.device': ('auto', 'cpu', 'cuda'),
+    'train.amp_dtype': ('float16', 'bfloat16'),
 }
 
 
@@ -275,10 +278,15 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError('data.nonzero_class and data.mask_values: give one of them')
     if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
         raise ConfigError(f'output_dir: {cfg.output_dir} exists and is not a folder; choose another output_dir')
-    if cfg.train.device == 'cuda':
-        import torch
-        if not torch.cuda.is_available():
-            raise ConfigError('train.device=cuda but no CUDA device is available here; use train.device=auto or cpu')
+    import torch
+    if cfg.train.device == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError('train.device=cuda but no CUDA device is available here; use train.device=auto or cpu')
+    on_cpu = cfg.train.device == 'cpu' or not torch.cuda.is_available()
+    if cfg.train.amp and cfg.train.amp_dtype == 'bfloat16' and on_cpu:
+        supported, why = cpu_supports_bfloat16()
+        if not supported:
+            raise ConfigError(f'train.amp_dtype=bfloat16 on this CPU: {why}; set train.amp_dtype=float16 (mixed '
+                              f'precision then runs on CUDA only) or train.amp=false')
 
 
 def flatten_config(values: Dict[str, Any]) -> Dict[str, Any]:

@@ -73,8 +73,11 @@ class _Run:
             self.model, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
             **({'momentum': t.momentum} if t.optimizer == 'sgd' else {}))
         self.scheduler = LambdaLR(self.optimizer, build_lr_lambda(cfg, len(self.train_loader)))
-        self.use_amp = t.amp and dist_info.device.type == 'cuda'
-        self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp)
+        # float16 autocast on CUDA (with a GradScaler); bfloat16 on CUDA or, where the CPU has it, on the CPU
+        on_cuda = dist_info.device.type == 'cuda'
+        self.amp_dtype = torch.bfloat16 if t.amp_dtype == 'bfloat16' else torch.float16
+        self.use_amp = t.amp and (on_cuda or t.amp_dtype == 'bfloat16')
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self.use_amp and on_cuda and t.amp_dtype == 'float16')
         self.ema = ModelEmaV3(self.model, decay=t.ema_decay) if t.ema else None
         self.start_epoch = 0
         self.history: List[Dict[str, Any]] = []
@@ -125,7 +128,7 @@ class _Run:
         start = time.time()
         bar = progress_bar(self.train_loader, desc=f'epoch {epoch + 1}/{t.epochs}', disable=not self.dist.is_main)
         for step, batch in enumerate(bar):
-            with torch.autocast(self.dist.device.type, dtype=torch.float16, enabled=self.use_amp):
+            with torch.autocast(self.dist.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 loss, parts = self.task.loss(self.ddp_model, batch, self.dist.device)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f'loss is {loss.item()} at epoch {epoch + 1}, step {step}: lower train.lr')
