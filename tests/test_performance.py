@@ -9,6 +9,7 @@ import torch
 from hardnet_backbones.cli import benchmark as benchmark_cli
 from hardnet_backbones.deploy.fuse import fuse_for_inference
 from hardnet_backbones.models import create_model
+from hardnet_backbones.utils.cpu import describe_cpu
 
 from .helpers import MODEL_PARAMS, randomize_bn_stats
 
@@ -97,7 +98,7 @@ def test_gmacs_match_the_published_figures():
 
 
 @pytest.mark.slow
-def test_interleaved_benchmark_reports_spread_and_the_gemm_rate(tmp_path):
+def test_interleaved_benchmark_reports_spread_and_the_ceiling_of_each_precision(tmp_path):
     out = tmp_path / 'inter'
     assert benchmark_cli.main(['--models', 'hardnet39ds', 'hardnet39ds+fused', 'hardnet39ds+int8', '--baseline',
                                'hardnet39ds',
@@ -108,9 +109,12 @@ def test_interleaved_benchmark_reports_spread_and_the_gemm_rate(tmp_path):
     assert plain['infer_speedup'] == plain['infer_speedup_min'] == plain['infer_speedup_max'] == 1.0
     assert fused['infer_speedup_min'] <= fused['infer_speedup'] <= fused['infer_speedup_max']
     assert fused['infer_images_per_s_min'] <= fused['infer_images_per_s'] <= fused['infer_images_per_s_max']
-    assert fused['gemm_gflops'] > 0 and fused['infer_gflops'] == pytest.approx(
+    assert fused['ceiling_gflops'] > 0 and fused['infer_gflops'] == pytest.approx(
         2 * fused['gmacs'] * fused['infer_images_per_s'])
-    assert fused['gemm_fraction'] == pytest.approx(fused['infer_gflops'] / fused['gemm_gflops'])
+    assert fused['precision'] == 'float32' and rows['hardnet39ds+int8']['precision'] == 'int8'
+    assert fused['ceiling_fraction'] == pytest.approx(fused['infer_gflops'] / fused['ceiling_gflops'])
+    assert rows['hardnet39ds+int8']['ceiling_fraction'] is None  # no int8 ceiling is measured
     markdown = out.with_suffix('.md').read_text()
-    assert 'GEMM rate' in markdown and '| hardnet39ds+fused | hardnet39ds |' in markdown
+    assert f'float32 {fused["ceiling_gflops"]:.0f} GFLOP/s' in markdown and describe_cpu() in markdown
+    assert '| hardnet39ds+fused | hardnet39ds |' in markdown
     assert rows['hardnet39ds+int8']['infer_images_per_s'] > 0 and '| hardnet39ds+int8 |' in markdown

@@ -104,3 +104,23 @@ def test_a_bfloat16_training_step_runs_on_cpu(cpu_flags, shapes_root, tmp_path, 
     assert ('cpu', torch.bfloat16, True) in seen
     metrics = (tmp_path / 'run' / 'metrics.jsonl').read_text()
     assert 'nan' not in metrics.lower()
+
+
+@pytest.mark.slow
+def test_the_benchmark_measures_bfloat16_against_its_own_ceiling(cpu_flags, tmp_path, caplog):
+    import json
+
+    from hardnet_backbones.cli import benchmark as benchmark_cli
+
+    args = ['--models', 'hardnet39ds+fused', 'hardnet39ds+bf16', '--batch-size', '1', '--image-size', '64',
+            '--warmup', '1', '--iters', '1', '--interleave', '1', '--output', str(tmp_path / 'b')]
+    cpu_flags(ZEN3)
+    assert benchmark_cli.main(args) == 2
+    assert 'precision bfloat16: the CPU has neither AVX512_BF16 nor AMX' in caplog.text
+    cpu_flags(SAPPHIRE_RAPIDS, 'Pretend Xeon')
+    assert benchmark_cli.main(args) == 0
+    report = json.loads((tmp_path / 'b.json').read_text())
+    rows = {r['model']: r for r in report['results']}
+    assert rows['hardnet39ds+bf16']['precision'] == 'bfloat16' and rows['hardnet39ds+bf16']['ceiling_gflops'] > 0
+    assert rows['hardnet39ds+fused']['ceiling_gflops'] != rows['hardnet39ds+bf16']['ceiling_gflops']
+    assert report['machine']['cpu'].startswith('Pretend Xeon (AVX2, FMA, AVX-512, AVX512_VNNI, AVX512_BF16')

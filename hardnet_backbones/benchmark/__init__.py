@@ -4,9 +4,9 @@
 :mod:`.report` writes the tables; ``tools/benchmark.py`` is the command line.
 """
 from .factory import SUITES, VARIANTS, build_benchmark_model, modes_for, split_variants, task_of
-from .measure import BenchConfig, count_gmacs, gemm_gflops, measure_model, run_benchmark, run_interleaved
+from .measure import BenchConfig, conv_ceiling_gflops, count_gmacs, measure_model, run_benchmark, run_interleaved
 from .report import interleaved_markdown, to_markdown
 
 __all__ = ['BenchConfig', 'SUITES', 'VARIANTS', 'build_benchmark_model', 'task_of', 'split_variants', 'modes_for',
-           'measure_model', 'run_benchmark', 'run_interleaved', 'gemm_gflops', 'count_gmacs', 'to_markdown',
+           'measure_model', 'run_benchmark', 'run_interleaved', 'conv_ceiling_gflops', 'count_gmacs', 'to_markdown',
            'interleaved_markdown']

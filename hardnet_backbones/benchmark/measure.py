@@ -21,12 +21,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..deploy import OnnxRuntimeModel, export_onnx, fuse_for_inference, quantize_to_onnx
+from ..deploy import OnnxRuntimeModel, export_onnx, fuse_for_inference, optimize_for_inference, quantize_to_onnx
+from ..utils.cpu import cpu_supports_bfloat16, describe_cpu
 from .factory import build_benchmark_model, modes_for, split_variants, task_of
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ['BenchConfig', 'measure_model', 'run_benchmark', 'run_interleaved', 'gemm_gflops', 'count_gmacs']
+__all__ = ['BenchConfig', 'measure_model', 'run_benchmark', 'run_interleaved', 'conv_ceiling_gflops', 'count_gmacs']
 
 
 @dataclass
@@ -130,6 +131,8 @@ def _prepare(name: str, cfg: BenchConfig, mode: str) -> Tuple[Callable[[], Any],
         result['gmacs'] = count_gmacs(model, task, cfg.image_size)
         if cfg.fuse or 'fused' in variants:
             model = fuse_for_inference(model.eval())
+        if 'bf16' in variants:  # the deployed form: fused, channels_last, bfloat16 autocast
+            model = optimize_for_inference(model.eval(), task, precision='bfloat16')
     model = model.to(device)
     channels_last = cfg.channels_last or 'cl' in variants
     if channels_last:
@@ -181,12 +184,25 @@ def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
     return result
 
 
-def gemm_gflops(device: str = 'cpu', size: int = 2048, iters: int = 10) -> float:
-    """The machine's float32 matrix-multiply rate (GFLOP/s, best of ``iters``): the ceiling convolutions approach."""
+def conv_ceiling_gflops(device: str = 'cpu', precision: str = 'float32', iters: int = 5) -> Optional[float]:
+    """The machine's peak rate (GFLOP/s, best of ``iters``) with the kernels the models use: a large 3x3
+    convolution, channels_last (oneDNN on CPUs), in ``precision`` ('float32' or 'bfloat16'). None for bfloat16
+    where the CPU would emulate it (no AVX512_BF16 / AMX). ``torch.mm`` is no ceiling: on AMD CPUs MKL's GEMM
+    runs far below oneDNN's convolutions."""
     dev = torch.device(device)
-    a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
-    best = min(_timed(lambda: torch.mm(a, b), 2, iters, dev))
-    return 2 * size ** 3 / best / 1e9
+    if precision == 'bfloat16' and dev.type == 'cpu' and not cpu_supports_bfloat16()[0]:
+        return None
+    dtype = torch.bfloat16 if precision == 'bfloat16' else torch.float32
+    batch, channels, side = (16, 256, 28) if dev.type == 'cpu' else (64, 256, 56)
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(dev, dtype).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, side, side, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        best = min(_timed(lambda: conv(x), 2, iters, dev))
+    return 2 * batch * side * side * channels * channels * 9 / best / 1e9
+
+
+def _precision_of(variants: List[str]) -> str:
+    return 'bfloat16' if 'bf16' in variants else 'int8' if 'int8' in variants else 'float32'
 
 
 def run_interleaved(models: Dict[str, str], cfg: BenchConfig, rounds: int = 5,
@@ -195,8 +211,8 @@ def run_interleaved(models: Dict[str, str], cfg: BenchConfig, rounds: int = 5,
     every model in turn, so a slow spell of the machine hits all of them alike.
 
     Returns per model the median throughput over rounds and its range, the ratio to the baseline per
-    round (median, min, max), the model's GFLOP/s and that rate as a fraction of the machine's
-    float32 GEMM rate (``gemm_gflops``, also in every row).
+    round (median, min, max), the model's GFLOP/s and that rate as a fraction of the machine's ceiling in the
+    model's precision (:func:`conv_ceiling_gflops`, measured in the same run; none for int8), and the CPU.
     """
     from ..utils.progress import progress_bar
     device = torch.device(cfg.device)
@@ -207,15 +223,19 @@ def run_interleaved(models: Dict[str, str], cfg: BenchConfig, rounds: int = 5,
     for _ in progress_bar(range(rounds), desc='rounds', disable=not progress):
         for name, (step, batch, _) in prepared.items():
             per_round[name].append(batch / statistics.median(_timed(step, 0, cfg.iters, device)))
-    gemm = gemm_gflops(cfg.device)
+    ceilings = {p: conv_ceiling_gflops(cfg.device, p) for p in ('float32', 'bfloat16')}
+    machine = describe_cpu() if device.type == 'cpu' else torch.cuda.get_device_name(device)
     rows = []
     for name, (_, _, facts) in prepared.items():
         rates, base = per_round[name], per_round.get(models[name])
-        row = dict(facts, baseline=models[name], rounds=rounds, gemm_gflops=gemm,
+        precision = _precision_of(split_variants(name)[1])
+        ceiling = ceilings.get(precision)
+        row = dict(facts, baseline=models[name], rounds=rounds, machine=machine, precision=precision,
+                   ceiling_gflops=ceiling,
                    infer_images_per_s=statistics.median(rates), infer_images_per_s_min=min(rates),
                    infer_images_per_s_max=max(rates))
         row['infer_gflops'] = 2 * facts['gmacs'] * row['infer_images_per_s']
-        row['gemm_fraction'] = row['infer_gflops'] / gemm
+        row['ceiling_fraction'] = row['infer_gflops'] / ceiling if ceiling else None
         if base is not None:
             ratios = [r / b for r, b in zip(rates, base)]
             row.update(infer_speedup=statistics.median(ratios), infer_speedup_min=min(ratios),

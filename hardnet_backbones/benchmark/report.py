@@ -36,19 +36,27 @@ def to_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '
     return '\n'.join(lines) + '\n'
 
 
+def _share(fraction) -> str:
+    return f'{fraction:.0%}' if fraction is not None else 'n/a'
+
+
 def interleaved_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '') -> str:
-    """Markdown of :func:`run_interleaved` rows, the GEMM rate in the caption."""
-    gemm = rows[0]['gemm_gflops'] if rows else 0.0
-    caption = (f'{title}device {cfg.device}, batch {cfg.batch_size}, {cfg.image_size[0]}x{cfg.image_size[1]}, '
-               f'{cfg.dtype}, inference; models interleaved in {rows[0]["rounds"] if rows else 0} rounds of '
-               f'{cfg.iters} iterations after {cfg.warmup} warm-up; machine float32 GEMM rate {gemm:.1f} GFLOP/s')
+    """Markdown of :func:`run_interleaved` rows: the machine and its ceilings in the caption, each model's
+    fraction of the ceiling of its own precision in the last column."""
+    first = rows[0] if rows else {}
+    ceilings = {r['precision']: r['ceiling_gflops'] for r in rows}
+    named = ', '.join(f'{p} {c:.0f} GFLOP/s' if c else f'{p} not measured' for p, c in ceilings.items())
+    caption = (f'{title}{first.get("machine", cfg.device)}; batch {cfg.batch_size}, '
+               f'{cfg.image_size[0]}x{cfg.image_size[1]}, {cfg.dtype}, inference; models interleaved in '
+               f'{first.get("rounds", 0)} rounds of {cfg.iters} iterations after {cfg.warmup} warm-up; ceilings '
+               f'(3x3 convolution, channels_last, same run): {named}')
     header = ('| model | baseline | GMACs | img/s (median) | img/s (min-max) | x baseline (median) | '
-              'x baseline (min-max) | GFLOP/s | of GEMM rate |')
+              'x baseline (min-max) | GFLOP/s | of its precision\'s ceiling |')
     lines = [f'*{caption}*', '', header, '|---|---|---:|---:|---:|---:|---:|---:|---:|']
     for r in rows:
         speed = (f'{r["infer_speedup"]:.2f} | {r["infer_speedup_min"]:.2f}-{r["infer_speedup_max"]:.2f}'
                  if 'infer_speedup' in r else ' | ')
         lines.append(f'| {r["model"]} | {r["baseline"]} | {r["gmacs"]:.2f} | {r["infer_images_per_s"]:.2f} | '
                      f'{r["infer_images_per_s_min"]:.2f}-{r["infer_images_per_s_max"]:.2f} | {speed} | '
-                     f'{r["infer_gflops"]:.1f} | {r["gemm_fraction"]:.0%} |')
+                     f'{r["infer_gflops"]:.1f} | {_share(r["ceiling_fraction"])} |')
     return '\n'.join(lines) + '\n'

@@ -11,6 +11,7 @@ from typing import List, Optional
 import torch
 
 from ..benchmark import SUITES, VARIANTS, BenchConfig, interleaved_markdown, run_benchmark, run_interleaved, to_markdown
+from ..utils.cpu import describe_cpu
 from ..utils.files import write_text_atomic
 from .common import output_file, positive_int
 
@@ -61,7 +62,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--interleave', type=int, default=0, metavar='ROUNDS',
                         help='inference only, every model in this process, timed in turn for ROUNDS rounds: '
                              'reports the median and range of throughput and of the ratio to the baseline, and '
-                             'GFLOP/s against the machine\'s float32 GEMM rate (fairest on a noisy machine)')
+                             'GFLOP/s against the machine\'s ceiling in each model\'s precision (a 3x3 '
+                             'convolution, channels_last, measured in the same run; fairest on a noisy machine)')
     parser.add_argument('--no-isolate', action='store_true',
                         help='measure in this process (faster; CPU memory figures then accumulate)')
     parser.add_argument('--output', type=output_file, default=None,
@@ -98,7 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     output = Path(args.output or f'runs/benchmark/{args.suite or "custom"}')
     output.parent.mkdir(parents=True, exist_ok=True)
-    machine = dict(platform=platform.platform(), processor=platform.processor(), torch=torch.__version__,
+    machine = dict(platform=platform.platform(), processor=platform.processor(), cpu=describe_cpu(),
+                   torch=torch.__version__,
                    threads=torch.get_num_threads(),
                    gpu=torch.cuda.get_device_name(0) if cfg.device.startswith('cuda') else None)
     report = dict(config=asdict(cfg), machine=machine, results=rows)
