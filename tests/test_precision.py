@@ -124,3 +124,26 @@ def test_the_benchmark_measures_bfloat16_against_its_own_ceiling(cpu_flags, tmp_
     assert rows['hardnet39ds+bf16']['precision'] == 'bfloat16' and rows['hardnet39ds+bf16']['ceiling_gflops'] > 0
     assert rows['hardnet39ds+fused']['ceiling_gflops'] != rows['hardnet39ds+bf16']['ceiling_gflops']
     assert report['machine']['cpu'].startswith('Pretend Xeon (AVX2, FMA, AVX-512, AVX512_VNNI, AVX512_BF16')
+
+
+def test_the_tools_take_a_precision(cpu_flags, runs, tmp_path, caplog):
+    import json
+
+    from hardnet_backbones.cli import detect as detect_cli
+    from hardnet_backbones.cli import evaluate as evaluate_cli
+
+    image = next((runs['data'] / 'images' / 'val').glob('*.png'))
+    detect = ['--checkpoint', str(runs['det']), '--out-dir', str(tmp_path / 'det'), str(image)]
+    cpu_flags(ZEN3)
+    assert detect_cli.main(detect + ['--precision', 'bfloat16']) == 2
+    assert '--precision bfloat16: the CPU has neither AVX512_BF16 nor AMX' in caplog.text
+    assert evaluate_cli.main(['--checkpoint', str(runs['seg']), '--precision', 'auto',
+                              '--output', str(tmp_path / 'f32.json')]) == 0
+    assert json.loads((tmp_path / 'f32.json').read_text())['precision'] == 'float32'
+    cpu_flags(SAPPHIRE_RAPIDS)
+    assert detect_cli.main(detect + ['--precision', 'bfloat16']) == 0
+    assert evaluate_cli.main(['--checkpoint', str(runs['seg']), '--precision', 'auto',
+                              '--output', str(tmp_path / 'bf16.json')]) == 0
+    bf16, f32 = (json.loads((tmp_path / f).read_text()) for f in ('bf16.json', 'f32.json'))
+    assert bf16['precision'] == 'bfloat16'
+    assert abs(bf16['metrics']['mIoU'] - f32['metrics']['mIoU']) <= 0.02  # a tiny model, two images

@@ -6,11 +6,12 @@ import platform
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 
 from ..benchmark import SUITES, VARIANTS, BenchConfig, interleaved_markdown, run_benchmark, run_interleaved, to_markdown
+from ..deploy.precision import choose_precision
 from ..utils.cpu import describe_cpu
 from ..utils.files import write_text_atomic
 from .common import output_file, positive_int
@@ -49,7 +50,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                              '512 segmentation, 512 1024 fchardnet, 480 640 fpn; detectors resize internally: SSDs to '
                              'their square size, FPN detectors to min_size / max_size)')
     parser.add_argument('--dtype', choices=['float32', 'float16', 'bfloat16'], default='float32',
-                        help='autocast dtype (default: %(default)s)')
+                        help='autocast dtype of the plain models, training included (default: %(default)s)')
+    parser.add_argument('--precision', choices=['float32', 'bfloat16', 'int8', 'auto'], default=None,
+                        help='measure every model deployed in this precision, as optimize_for_inference makes it: '
+                             'adds the +bf16 or +int8 variant to each (auto: the fastest this machine has '
+                             'natively without calibration data); inference only (default: the models as named)')
     parser.add_argument('--channels-last', action='store_true', help='NHWC memory format for model and inputs')
     parser.add_argument('--compile', action='store_true', help='torch.compile each model before timing')
     parser.add_argument('--fuse', action='store_true',
@@ -71,6 +76,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_precision(models: Dict[str, str], precision: str) -> Dict[str, str]:
+    """Each model (and its baseline) with the variant of ``precision``."""
+    if precision == 'auto':
+        precision = choose_precision(torch.device('cpu'))[0]
+    suffix = {'float32': '+fused', 'bfloat16': '+bf16', 'int8': '+int8'}[precision]
+    return {name + suffix: baseline + suffix for name, baseline in models.items()}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -84,6 +97,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         baseline = args.baseline or args.models[0]
         models = {name: baseline for name in dict.fromkeys([baseline, *args.models])}
         default_size = (224, 224)
+    if args.precision is not None:
+        models = _with_precision(models, args.precision)
     size = args.image_size or default_size
     cfg = BenchConfig(
         device=args.device, batch_size=args.batch_size, image_size=(size[0], size[-1]), dtype=args.dtype,

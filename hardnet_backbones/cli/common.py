@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..engine.config import Config, list_keys
-from ..errors import HardnetError, user_message
+from ..errors import ConfigError, HardnetError, user_message
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -94,6 +94,33 @@ def add_prediction_args(parser: argparse.ArgumentParser, default_out_dir: str) -
                         help='output folder (default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
+    add_precision_arg(parser)
+
+
+INFERENCE_PRECISIONS = ('float32', 'bfloat16', 'float16', 'auto')
+
+
+def add_precision_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--precision', choices=INFERENCE_PRECISIONS, default='float32',
+                        help='run the model as optimize_for_inference makes it: float32 (BatchNorm folded, exact), '
+                             'bfloat16 (CPUs with AVX512_BF16 or AMX, or CUDA), float16 (CUDA), or auto (the '
+                             'fastest this machine has, logged); for int8 export with hardnet-export --int8 and pass '
+                             '--onnx (default: %(default)s)')
+
+
+def optimizer_for(precision: str, task: str):
+    """``model -> the model in that precision`` (None for the plain float32 model as trained)."""
+    if precision == 'float32':
+        return None
+    from ..deploy import optimize_for_inference
+
+    def optimize(model: torch.nn.Module) -> torch.nn.Module:
+        try:
+            return optimize_for_inference(model, task, precision=precision)
+        except ValueError as e:  # a precision this machine does not run natively
+            raise ConfigError(f'--{e}' if str(e).startswith('precision ') else f'--precision {precision}: {e}') \
+                from None
+    return optimize
 
 
 def prepare_prediction(args: argparse.Namespace, task: str):
@@ -105,8 +132,12 @@ def prepare_prediction(args: argparse.Namespace, task: str):
     trained = load_trained_model(args.checkpoint, 'cpu' if args.onnx else args.device, task=task)
     if args.onnx:
         from ..deploy import OnnxRuntimeModel
+        if args.precision != 'float32':
+            raise ConfigError(f'--precision {args.precision} is for the PyTorch model; an --onnx file has its own')
         trained.model = OnnxRuntimeModel(args.onnx, task)
         trained.model.check_classes(trained.class_names, args.checkpoint)
+    elif args.precision != 'float32':
+        trained.model = optimizer_for(args.precision, task)(trained.model)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return paths, trained, out_dir

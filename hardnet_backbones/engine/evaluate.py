@@ -39,7 +39,10 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
              visuals_dir: Optional[Union[str, Path]] = None, predictions_dir: Optional[Union[str, Path]] = None,
              split: Optional[str] = None, overrides: Sequence[str] = (),
              onnx: Optional[Union[str, Path]] = None,
-             open_onnx: Optional[Callable[[Union[str, Path], str], nn.Module]] = None) -> Dict[str, Any]:
+             open_onnx: Optional[Callable[[Union[str, Path], str], nn.Module]] = None,
+             precision: str = 'float32',
+             optimizer_for: Optional[Callable[[str, str], Optional[Callable[[nn.Module], nn.Module]]]] = None,
+             ) -> Dict[str, Any]:
     """Evaluate a checkpoint on one split (default: the config's validation split).
 
     Args:
@@ -54,6 +57,8 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
             checkpoint still gives the config and classes.
         open_onnx: with ``onnx``: ``open_onnx(path, task)`` returns a module called like the model, e.g.
             :class:`hardnet_backbones.deploy.OnnxRuntimeModel` (the engine imports no deployment code).
+        precision: evaluate the model in this precision ('float32' as trained; 'bfloat16', 'float16', 'auto' as
+            ``optimize_for_inference`` makes it), through ``optimizer_for(precision, task)``.
 
     Only that split is read, and no backbone weights are downloaded (the checkpoint's replace them).
     """
@@ -75,6 +80,11 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
                                   f'{list(val_set.class_names)}')
         if onnx is None:
             model = task.build_model(task.num_classes(val_set), model_weights(state)).to(dist_info.device)
+            optimize = optimizer_for(precision, cfg.task) if optimizer_for is not None else None
+            if optimize is not None:
+                model = optimize(model.eval())
+            elif precision != 'float32':
+                raise ValueError(f'evaluate(precision={precision!r}) needs optimizer_for')
         else:
             model = open_onnx(onnx, cfg.task)
             if hasattr(model, 'check_classes'):
@@ -84,7 +94,8 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
         if dist_info.is_main:
             if output is not None:
                 Path(output).parent.mkdir(parents=True, exist_ok=True)
-                evaluated = dict(checkpoint=str(checkpoint), **({'onnx': str(onnx)} if onnx else {}))
+                evaluated = dict(checkpoint=str(checkpoint), **({'onnx': str(onnx)} if onnx else {}),
+                                 precision=getattr(model, 'precision', precision))
                 write_text_atomic(output, json.dumps(dict(evaluated, metrics=metrics), indent=2))
             if visuals_dir is not None:
                 task.save_visuals(model, val_set, visuals_dir, cfg.train.save_images)
