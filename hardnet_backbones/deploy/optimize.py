@@ -78,7 +78,7 @@ def optimize_for_inference(
         _logger.info('optimize_for_inference: %s, as %s', precision, why)
     if precision != 'int8':
         if calibration is not None or path is not None:
-            raise ValueError('calibration and path are for int8')
+            raise ValueError(f'calibration and path are for int8 (precision={precision!r} was asked for)')
         fast = fuse_for_inference(model, channels_last=True)
         if precision != 'float32':
             fast = with_autocast(fast, kind, precision)
