@@ -1,0 +1,58 @@
+"""Accuracy of trained models per precision: float32 as trained, the float32 deployed form, bfloat16, and int8
+(onnxruntime, calibrated on 32 training images).
+
+bfloat16 is applied with ``with_autocast`` directly, so it also runs (emulated, slowly) on CPUs without
+AVX512_BF16 / AMX, where ``optimize_for_inference`` refuses it: the numbers are the same, the speed is not.
+Writes ``precision_accuracy.json`` next to this file.
+
+Usage: python benchmarks/cpu/precision_accuracy.py RUN_FOLDER [RUN_FOLDER ...]
+"""
+import json
+import sys
+from pathlib import Path
+
+from hardnet_backbones.deploy import calibration_images, optimize_for_inference
+from hardnet_backbones.deploy.fuse import fuse_for_inference
+from hardnet_backbones.deploy.precision import with_autocast
+from hardnet_backbones.engine.config import config_from_dict
+from hardnet_backbones.engine.evaluate import evaluate
+from hardnet_backbones.inference.batching import expand_image_paths
+from hardnet_backbones.models.hub import load_checkpoint_file
+from hardnet_backbones.utils.cpu import describe_cpu
+from hardnet_backbones.utils.files import write_text_atomic
+
+FORMS = {
+    'float32 (as trained)': None,
+    'float32 (optimize_for_inference)': lambda task: (lambda m: fuse_for_inference(m, channels_last=True)),
+    'bfloat16 (autocast, float32 outputs)': lambda task: (
+        lambda m: with_autocast(fuse_for_inference(m, channels_last=True), task, 'bfloat16')),
+}
+
+
+def _int8(run: Path):
+    """The int8 form, calibrated on 32 images of the run's training split."""
+    cfg = config_from_dict(load_checkpoint_file(run / 'best.pth')['config'])
+    images = expand_image_paths([str(Path(cfg.data.root) / 'images' / cfg.data.train_split)])
+
+    def make(task):
+        return lambda m: optimize_for_inference(m, task, precision='int8',
+                                                calibration=calibration_images(images, task, m))
+    return make
+
+
+def main(runs):
+    report = dict(machine=describe_cpu(), runs={})
+    for run in map(Path, runs):
+        results = {}
+        for form, make in {**FORMS, 'int8 (onnxruntime)': _int8(run)}.items():
+            metrics = evaluate(None, run / 'best.pth', precision='float32' if make is None else 'custom',
+                               optimizer_for=None if make is None else (lambda precision, task, make=make: make(task)))
+            keep = ('mAP', 'AP50', 'voc_AP50', 'segm_mAP', 'mIoU', 'pixel_accuracy')
+            results[form] = {k: metrics[k] for k in keep if k in metrics}
+            print(run, form, results[form], flush=True)
+        report['runs'][str(run)] = results
+    write_text_atomic(Path(__file__).with_name('precision_accuracy.json'), json.dumps(report, indent=2))
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
