@@ -32,7 +32,9 @@ LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
 LOCK_FILE = '.lock'
 
 
-def _process_alive(pid: int) -> bool:
+def _process_alive(pid: Any) -> bool:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:  # unreadable: os.kill(-1 / 0) means others
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -59,7 +61,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 owner = self._owner()
-                if owner.get('host') == me['host'] and not _process_alive(int(owner.get('pid', -1))):
+                if owner.get('host') == me['host'] and not _process_alive(owner.get('pid')):
                     _logger.info('%s: the run that held it (pid %s) is gone; taking it over', self.path, owner['pid'])
                     self.path.unlink(missing_ok=True)
                     continue
