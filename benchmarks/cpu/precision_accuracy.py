@@ -21,11 +21,12 @@ from hardnet_backbones.models.hub import load_checkpoint_file
 from hardnet_backbones.utils.cpu import describe_cpu
 from hardnet_backbones.utils.files import write_text_atomic
 
+# form -> optimize(model, task), as evaluate() takes it
 FORMS = {
     'float32 (as trained)': None,
-    'float32 (optimize_for_inference)': lambda task: (lambda m: fuse_for_inference(m, channels_last=True)),
-    'bfloat16 (autocast, float32 outputs)': lambda task: (
-        lambda m: with_autocast(fuse_for_inference(m, channels_last=True), task, 'bfloat16')),
+    'float32 (optimize_for_inference)': lambda model, task: fuse_for_inference(model, channels_last=True),
+    'bfloat16 (autocast, float32 outputs)': lambda model, task: with_autocast(
+        fuse_for_inference(model, channels_last=True), task, 'bfloat16'),
 }
 
 
@@ -33,20 +34,16 @@ def _int8(run: Path):
     """The int8 form, calibrated on 32 images of the run's training split."""
     cfg = config_from_dict(load_checkpoint_file(run / 'best.pth')['config'])
     images = expand_image_paths([str(Path(cfg.data.root) / 'images' / cfg.data.train_split)])
-
-    def make(task):
-        return lambda m: optimize_for_inference(m, task, precision='int8',
-                                                calibration=calibration_images(images, task, m))
-    return make
+    return lambda model, task: optimize_for_inference(model, task, precision='int8',
+                                                      calibration=calibration_images(images, task, model))
 
 
 def main(runs):
     report = dict(machine=describe_cpu(), runs={})
     for run in map(Path, runs):
         results = {}
-        for form, make in {**FORMS, 'int8 (onnxruntime)': _int8(run)}.items():
-            metrics = evaluate(None, run / 'best.pth', precision='float32' if make is None else 'custom',
-                               optimizer_for=None if make is None else (lambda precision, task, make=make: make(task)))
+        for form, optimize in {**FORMS, 'int8 (onnxruntime)': _int8(run)}.items():
+            metrics = evaluate(None, run / 'best.pth', optimize=optimize)
             keep = ('mAP', 'AP50', 'voc_AP50', 'segm_mAP', 'mIoU', 'pixel_accuracy')
             results[form] = {k: metrics[k] for k in keep if k in metrics}
             print(run, form, results[form], flush=True)

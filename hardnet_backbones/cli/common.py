@@ -3,6 +3,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import Callable, Optional
 
 import torch
 
@@ -108,13 +109,17 @@ def add_precision_arg(parser: argparse.ArgumentParser) -> None:
                              '--onnx (default: %(default)s)')
 
 
-def optimizer_for(precision: str, task: str):
-    """``model -> the model in that precision`` (None for the plain float32 model as trained)."""
+def precision_optimizer(args: argparse.Namespace) -> Optional[Callable[[torch.nn.Module, str], torch.nn.Module]]:
+    """What ``--precision`` does to the trained model before it runs: ``optimize(model, task)``, or None for
+    float32 (the model as trained). Refuses ``--precision`` with ``--onnx``, whose file has its own."""
+    precision = args.precision
     if precision == 'float32':
         return None
+    if args.onnx:
+        raise ConfigError(f'--precision {precision} is for the PyTorch model; an --onnx file has its own')
     from ..deploy import optimize_for_inference
 
-    def optimize(model: torch.nn.Module) -> torch.nn.Module:
+    def optimize(model: torch.nn.Module, task: str) -> torch.nn.Module:
         try:
             return optimize_for_inference(model, task, precision=precision)
         except ValueError as e:  # a precision this machine does not run natively
@@ -129,15 +134,14 @@ def prepare_prediction(args: argparse.Namespace, task: str):
     from ..inference.trained import load_trained_model
 
     paths = expand_image_paths(args.images)
+    optimize = precision_optimizer(args)
     trained = load_trained_model(args.checkpoint, 'cpu' if args.onnx else args.device, task=task)
     if args.onnx:
         from ..deploy import OnnxRuntimeModel
-        if args.precision != 'float32':
-            raise ConfigError(f'--precision {args.precision} is for the PyTorch model; an --onnx file has its own')
         trained.model = OnnxRuntimeModel(args.onnx, task)
         trained.model.check_classes(trained.class_names, args.checkpoint)
-    elif args.precision != 'float32':
-        trained.model = optimizer_for(args.precision, task)(trained.model)
+    elif optimize is not None:
+        trained.model = optimize(trained.model, task)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return paths, trained, out_dir

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ..data.image_io import read_image_array
-from ..evaluation.detection import predictions_to_coco
+from ..evaluation.detection import CONFIDENT_SCORE, predictions_to_coco
 from ..inference.batching import batched
 from ..utils.files import write_atomic, write_text_atomic
 from ..utils.progress import progress_bar
@@ -26,7 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                     'ids, for pycocotools loadRes; with RLE "segmentation" masks from instance segmenters) and '
                     'images.json (the image ids used there).')
     add_prediction_args(parser, 'runs/detect')
-    parser.add_argument('--score-threshold', type=probability, default=0.3,
+    parser.add_argument('--score-threshold', type=probability, default=CONFIDENT_SCORE,
                         help='keep and draw boxes scoring at least this (default: %(default)s)')
     parser.add_argument('--batch-size', type=positive_int, default=4,
                         help='images per forward pass (default: %(default)s)')

@@ -9,9 +9,8 @@ from typing import List, Optional
 from ..deploy import OnnxRuntimeModel
 from ..engine.config import load_config
 from ..engine.trainer import evaluate
-from ..errors import ConfigError
 from .common import (
-    USER_ERRORS, add_config_args, add_precision_arg, optimizer_for, output_dir, output_file, report_user_error)
+    USER_ERRORS, add_config_args, add_precision_arg, output_dir, output_file, precision_optimizer, report_user_error)
 
 _logger = logging.getLogger('hardnet.evaluate')
 
@@ -51,12 +50,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     output = args.output or str(Path(args.checkpoint).parent / f'eval_{evaluated}.json')
     try:
         cfg = load_config(args.config, args.overrides) if args.config is not None else None
-        if args.onnx and args.precision != 'float32':
-            raise ConfigError(f'--precision {args.precision} is for the PyTorch model; an --onnx file has its own')
         metrics = evaluate(cfg, args.checkpoint, output=output, visuals_dir=args.visuals,
                            predictions_dir=args.save_predictions, split=args.split,
                            overrides=args.overrides if cfg is None else (), onnx=args.onnx,
-                           open_onnx=OnnxRuntimeModel, precision=args.precision, optimizer_for=optimizer_for)
+                           open_onnx=OnnxRuntimeModel, optimize=precision_optimizer(args))
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
     print(json.dumps(metrics, indent=2))

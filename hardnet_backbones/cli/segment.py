@@ -10,8 +10,8 @@ import torch
 
 from ..data.image_io import read_image_array
 from ..data.palettes import color_palette
-from ..data.segmentation import MIN_INPUT_SIZE
 from ..inference.windows import SEGMENT_MODES, segment_logits
+from ..models.layers import MIN_INPUT_SIZE
 from ..utils.files import write_atomic, write_text_atomic
 from ..utils.progress import progress_bar
 from ..visualization.draw import mask_to_png, overlay_segmentation

@@ -26,7 +26,7 @@ from ..utils.progress import progress_bar
 from .image_io import IMAGE_SUFFIXES, image_size, read_image_array, read_mask
 from .sampling import AugmentedDataset, EpochIndex
 
-__all__ = ['SegmentationDataset', 'MIN_INPUT_SIZE', 'VOC_SEG_CLASSES', 'CITYSCAPES_CLASSES',
+__all__ = ['SegmentationDataset', 'VOC_SEG_CLASSES', 'CITYSCAPES_CLASSES',
            'CITYSCAPES_ID_TO_TRAIN_ID', 'voc_segmentation', 'cityscapes_segmentation', 'folder_segmentation',
            'cache_dir']
 
@@ -46,9 +46,6 @@ CITYSCAPES_ID_TO_TRAIN_ID = {
     27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 
 _MAX_MASK_VALUE = 65535  # 16-bit masks at most
-
-# the smallest image side the segmenters take (their deepest maps are at stride 32)
-MIN_INPUT_SIZE = 32
 PathLike = Union[str, Path]
 
 
@@ -159,14 +156,16 @@ class SegmentationDataset(AugmentedDataset):
         self.label_map = dict(label_map) if label_map else None
         if nonzero_class is not None and self.label_map is not None:
             raise ValueError('give label_map or nonzero_class, not both')
-        self.lookup = self._build_lookup(self.label_map, unmapped)
-        if nonzero_class is not None:
-            self.lookup = np.full(_MAX_MASK_VALUE + 1, nonzero_class, dtype=np.int64)
-            self.lookup[0], self.lookup[ignore_index] = 0, ignore_index
+        self.lookup = self._build_lookup(self.label_map, unmapped, nonzero_class)
         self.image_shapes: List[Tuple[int, int]] = []  # (height, width) of every image, from the check
         self._check_all()
 
-    def _build_lookup(self, label_map: Optional[Dict[int, int]], unmapped: str) -> Optional[np.ndarray]:
+    def _build_lookup(self, label_map: Optional[Dict[int, int]], unmapped: str,
+                      nonzero_class: Optional[int]) -> Optional[np.ndarray]:
+        if nonzero_class is not None:
+            lookup = np.full(_MAX_MASK_VALUE + 1, nonzero_class, dtype=np.int64)
+            lookup[0], lookup[self.ignore_index] = 0, self.ignore_index
+            return lookup
         if label_map is None:
             return None
         if unmapped == 'keep':

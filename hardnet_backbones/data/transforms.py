@@ -12,6 +12,8 @@ import numpy as np
 from albumentations.augmentations.crops.transforms import BaseCrop
 from albumentations.core.transforms_interface import BaseTransformInitSchema
 
+from ..models.layers import MIN_INPUT_SIZE
+
 __all__ = ['ZoomOut', 'SSDRandomCrop', 'detection_train_transform', 'segmentation_train_transform',
            'segmentation_eval_transform']
 
@@ -180,7 +182,7 @@ def segmentation_train_transform(
 
 
 def segmentation_eval_transform(mean: Sequence[float], std: Sequence[float], ignore_index: int = 255,
-                                min_size: int = 32) -> A.Compose:
+                                min_size: int = MIN_INPUT_SIZE) -> A.Compose:
     """Normalisation only: evaluation runs at the full image size. Images under ``min_size`` pixels a side (the
     least the segmenters take) are padded at the bottom and right, the mask with ``ignore_index``, so the
     metrics count their own pixels only."""

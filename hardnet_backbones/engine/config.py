@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from ..errors import ConfigError
+from ..models.layers import MIN_INPUT_SIZE
 from ..utils.cpu import cpu_supports_bfloat16
 from .coerce import build_dataclass
 
@@ -248,7 +249,7 @@ _VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
     ('data.hflip_p', _probability, 'a probability in [0, 1]'),
     ('data.color_jitter_p', _probability, 'a probability in [0, 1]'),
     ('data.zoom_out_max', lambda v: v >= 1, '>= 1'),
-    ('data.crop_size', lambda v: min(v) >= 32, 'at least 32 pixels on each side'),
+    ('data.crop_size', lambda v: min(v) >= MIN_INPUT_SIZE, f'at least {MIN_INPUT_SIZE} pixels on each side'),
     ('data.scale_range', lambda v: 0 < v[0] <= v[1], '[low, high] with 0 < low <= high'),
     ('data.ignore_index', lambda v: 0 <= v <= 65535, 'in [0, 65535]'),
     ('loss.aux_weight', lambda v: v >= 0, '>= 0'),

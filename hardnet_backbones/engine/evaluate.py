@@ -40,9 +40,7 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
              split: Optional[str] = None, overrides: Sequence[str] = (),
              onnx: Optional[Union[str, Path]] = None,
              open_onnx: Optional[Callable[[Union[str, Path], str], nn.Module]] = None,
-             precision: str = 'float32',
-             optimizer_for: Optional[Callable[[str, str], Optional[Callable[[nn.Module], nn.Module]]]] = None,
-             ) -> Dict[str, Any]:
+             optimize: Optional[Callable[[nn.Module, str], nn.Module]] = None) -> Dict[str, Any]:
     """Evaluate a checkpoint on one split (default: the config's validation split).
 
     Args:
@@ -57,8 +55,8 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
             checkpoint still gives the config and classes.
         open_onnx: with ``onnx``: ``open_onnx(path, task)`` returns a module called like the model, e.g.
             :class:`hardnet_backbones.deploy.OnnxRuntimeModel` (the engine imports no deployment code).
-        precision: evaluate the model in this precision ('float32' as trained; 'bfloat16', 'float16', 'auto' as
-            ``optimize_for_inference`` makes it), through ``optimizer_for(precision, task)``.
+        optimize: ``optimize(model, task)`` returns the model to evaluate instead of the one as trained, e.g. in
+            another precision through ``optimize_for_inference``; its ``precision`` attribute, if any, is recorded.
 
     Only that split is read, and no backbone weights are downloaded (the checkpoint's replace them).
     """
@@ -80,11 +78,8 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
                                   f'{list(val_set.class_names)}')
         if onnx is None:
             model = task.build_model(task.num_classes(val_set), model_weights(state)).to(dist_info.device)
-            optimize = optimizer_for(precision, cfg.task) if optimizer_for is not None else None
             if optimize is not None:
-                model = optimize(model.eval())
-            elif precision != 'float32':
-                raise ValueError(f'evaluate(precision={precision!r}) needs optimizer_for')
+                model = optimize(model.eval(), cfg.task)
         else:
             model = open_onnx(onnx, cfg.task)
             if hasattr(model, 'check_classes'):
@@ -95,7 +90,7 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
             if output is not None:
                 Path(output).parent.mkdir(parents=True, exist_ok=True)
                 evaluated = dict(checkpoint=str(checkpoint), **({'onnx': str(onnx)} if onnx else {}),
-                                 precision=getattr(model, 'precision', precision))
+                                 precision=getattr(model, 'precision', 'float32'))
                 write_text_atomic(output, json.dumps(dict(evaluated, metrics=metrics), indent=2))
             if visuals_dir is not None:
                 task.save_visuals(model, val_set, visuals_dir, cfg.train.save_images)

@@ -19,7 +19,7 @@ __all__ = ['COCO_STAT_NAMES', 'CONFIDENT_SCORE', 'coco_map', 'voc_ap50', 'predic
 
 _logger = logging.getLogger(__name__)
 
-# a detection this confident is drawn by hardnet-detect (its default --score-threshold); none on any image
+# hardnet-detect's default --score-threshold: a detection this confident is drawn; none on any validation image
 # means the model finds nothing yet
 CONFIDENT_SCORE = 0.3
 

@@ -5,7 +5,7 @@ from typing import List, Tuple
 import torch
 import torch.nn as nn
 
-from ..data.segmentation import MIN_INPUT_SIZE
+from ..models.layers import MIN_INPUT_SIZE
 from .batching import batched
 
 __all__ = ['segment_logits', 'SEGMENT_MODES']

@@ -2,7 +2,7 @@
 the arguments torchvision's detector classes would swallow."""
 import difflib
 import inspect
-from typing import Any, Dict, Sequence
+from typing import Any, Dict
 
 import torch
 import torch.nn as nn
@@ -13,15 +13,14 @@ __all__ = ['CheckedTransform', 'check_detector_images', 'check_detector_kwargs']
 _SET_BY_BUILDERS = ('self', 'backbone', 'num_classes', 'anchor_generator', 'size', 'head', 'kwargs')
 
 
-def check_detector_kwargs(detector_class: type, kwargs: Dict[str, Any], taken: Sequence[str] = ()) -> None:
+def check_detector_kwargs(detector_class: type, kwargs: Dict[str, Any]) -> None:
     """Refuse keywords ``detector_class`` does not name: torchvision's detectors pass their ``**kwargs`` on to
     their transform, which ignores unknown ones, so a typo (``score_thres``) would be dropped silently.
 
     Raises:
         TypeError: naming the keyword, the closest valid one and the list.
     """
-    known = [p for p in inspect.signature(detector_class.__init__).parameters
-             if p not in _SET_BY_BUILDERS and p not in taken]
+    known = [p for p in inspect.signature(detector_class.__init__).parameters if p not in _SET_BY_BUILDERS]
     for key in kwargs:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .backbone import check_segmenter_classes
 from .hub import load_weights_file
-from .layers import ConvLayer, HarmonicBlock, check_image_input, default_init
+from .layers import MIN_INPUT_SIZE, ConvLayer, HarmonicBlock, check_image_input, default_init
 from .registry import register_model
 from .state_dict import match_state_dict, remap_by_position, unwrap_state_dict
 
@@ -93,7 +93,7 @@ class FCHarDNet(nn.Module):
         default_init(self)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        x = check_image_input(x, 3, 32, 'FC-HarDNet')
+        x = check_image_input(x, 3, MIN_INPUT_SIZE, 'FC-HarDNet')
         size = x.shape[-2:]
         skips: List[torch.Tensor] = []
         for i, layer in enumerate(self.encoder):

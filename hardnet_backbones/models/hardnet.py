@@ -22,7 +22,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import MATCH_PREV_GROUP, checkpoint_seq
 
 from .hub import ensure_pretrained_cached, load_weights_file
-from .layers import ConvLayer, DWConvLayer, HarmonicBlock, StemConvLayer, default_init
+from .layers import MIN_INPUT_SIZE, ConvLayer, DWConvLayer, HarmonicBlock, StemConvLayer, default_init
 from .registry import register_timm_model
 from .state_dict import match_state_dict, remap_by_position, unwrap_state_dict
 
@@ -113,7 +113,7 @@ class HarDNet(nn.Module):
         self.feature_info: List[Dict[str, Any]] = builder.feature_info
         feat_names = [name for name, _ in self.features.named_children()]
         self.feature_ends: List[int] = [feat_names.index(f['module'].split('.', 1)[1]) for f in self.feature_info]
-        self.min_input_size = 32  # the nominal network stride: smaller inputs leave nothing to pool
+        self.min_input_size = MIN_INPUT_SIZE
         self.num_features = self.head_hidden_size = cfg.widths[-1]
 
         self.global_pool, self.classifier = create_classifier(

@@ -13,8 +13,12 @@ from timm.layers import register_notrace_function
 
 __all__ = [
     'ConvLayer', 'StemConvLayer', 'DWConvLayer', 'CombConvLayer', 'HarmonicBlock',
-    'harmonic_links', 'harmonic_layer_widths', 'default_init', 'check_image_input',
+    'harmonic_links', 'harmonic_layer_widths', 'default_init', 'check_image_input', 'MIN_INPUT_SIZE',
 ]
+
+# the smallest image side the networks take: their deepest maps are at stride 32, and a smaller input leaves
+# nothing to pool (every consumer of images of any size pads to it or refuses below it)
+MIN_INPUT_SIZE = 32
 
 
 @torch.fx.wrap
@@ -68,7 +72,7 @@ class StemConvLayer(ConvLayer):
     """
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, *,
-                 min_input_size: int = 32, what: str = 'HarDNet', **kwargs):
+                 min_input_size: int = MIN_INPUT_SIZE, what: str = 'HarDNet', **kwargs):
         super().__init__(in_chs, out_chs, kernel_size, stride, **kwargs)
         self.min_input_size = min_input_size
         self.what = what
