@@ -118,3 +118,26 @@ def test_interleaved_benchmark_reports_spread_and_the_ceiling_of_each_precision(
     assert f'float32 {fused["ceiling_gflops"]:.0f} GFLOP/s' in markdown and describe_cpu() in markdown
     assert '| hardnet39ds+fused | hardnet39ds |' in markdown
     assert rows['hardnet39ds+int8']['infer_images_per_s'] > 0 and '| hardnet39ds+int8 |' in markdown
+
+
+def test_benchmark_times_real_images_resized_and_repeated(tmp_path):
+    from PIL import Image
+
+    from hardnet_backbones.benchmark.measure import BenchConfig, _inputs
+    Image.new('RGB', (60, 40), (255, 0, 0)).save(tmp_path / 'a.png')
+    Image.new('RGB', (30, 50), (0, 0, 255)).save(tmp_path / 'b.png')
+    cfg = BenchConfig(image_size=(32, 48), images=str(tmp_path))
+    images, _ = _inputs('classification', cfg, 3, torch.device('cpu'))
+    assert images.shape == (3, 3, 32, 48)
+    assert torch.allclose(images[0], torch.tensor([1.0, 0, 0])[:, None, None].expand(3, 32, 48))
+    assert torch.allclose(images[1], torch.tensor([0, 0, 1.0])[:, None, None].expand(3, 32, 48))
+    assert torch.equal(images[2], images[0])  # fewer images than the batch: repeated in order
+    detection, _ = _inputs('detection', cfg, 2, torch.device('cpu'))
+    assert torch.equal(torch.stack(detection), images[:2])
+
+
+def test_benchmark_refuses_missing_images_before_any_work(tmp_path, caplog):
+    out = tmp_path / 'bench'
+    assert benchmark_cli.main(['--models', 'hardnet39ds', '--images', str(tmp_path / 'nowhere'),
+                               '--output', str(out)]) == 2
+    assert '--images: no such image file or folder' in caplog.text and not out.with_suffix('.json').exists()

@@ -3,7 +3,7 @@
 
 bfloat16 is applied with ``with_autocast`` directly, so it also runs (emulated, slowly) on CPUs without
 AVX512_BF16 / AMX, where ``optimize_for_inference`` refuses it: the numbers are the same, the speed is not.
-Writes ``precision_accuracy.json`` next to this file.
+Writes ``precision_accuracy.json`` next to this file, keeping the runs it already holds from the same machine.
 
 Usage: python benchmarks/cpu/precision_accuracy.py RUN_FOLDER [RUN_FOLDER ...]
 """
@@ -38,8 +38,15 @@ def _int8(run: Path):
                                                       calibration=calibration_images(images, task, model))
 
 
+def _previous_report() -> dict:
+    """The runs measured before on this machine (a report from another machine is started afresh)."""
+    path = Path(__file__).with_name('precision_accuracy.json')
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    return previous if previous.get('machine') == describe_cpu() else dict(machine=describe_cpu(), runs={})
+
+
 def main(runs):
-    report = dict(machine=describe_cpu(), runs={})
+    report = _previous_report()
     for run in map(Path, runs):
         results = {}
         for form, optimize in {**FORMS, 'int8 (onnxruntime)': _int8(run)}.items():

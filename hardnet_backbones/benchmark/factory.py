@@ -16,8 +16,9 @@ VARIANTS = {
     'ckpt': 'set_grad_checkpointing(True) (training memory)',
     'cl': 'channels_last memory format',
     'onnx': 'exported to ONNX and run in onnxruntime (inference only)',
-    'int8': 'optimize_for_inference(int8=True): static int8 ONNX (per-channel, calibrated on 4 random inputs) '
-            'run in onnxruntime (inference only; speed only, accuracy needs real calibration data)',
+    'int8': "optimize_for_inference(precision='int8'): static int8 ONNX (per-channel, calibrated on the --images, "
+            'else on 4 random inputs) run in onnxruntime (inference only; speed only, accuracy needs real '
+            'calibration data)',
     'bf16': "optimize_for_inference(precision='bfloat16'): fused, channels_last, bfloat16 autocast with float32 "
             'outputs (inference only; CPUs with AVX512_BF16 or AMX, or CUDA)',
     'os8': 'output stride 8 (segmentation builders with an output_stride argument)',

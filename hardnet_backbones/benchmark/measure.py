@@ -20,8 +20,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.transforms.functional import to_tensor
 
+from ..data.image_io import read_image
 from ..deploy import OnnxRuntimeModel, export_onnx, fuse_for_inference, optimize_for_inference, quantize_to_onnx
+from ..inference.batching import expand_image_paths
 from ..utils.cpu import cpu_supports_bfloat16, describe_cpu
 from .factory import build_benchmark_model, modes_for, split_variants, task_of
 
@@ -45,11 +48,25 @@ class BenchConfig:
     train: bool = True
     train_batch_size: Optional[int] = None  # default: batch_size
     grad_checkpointing: bool = False
+    images: Optional[str] = None  # image folder, file or pattern to time on instead of random pixels
+
+
+def _pixels(cfg: BenchConfig, batch: int, device: torch.device) -> torch.Tensor:
+    """``batch`` images of ``cfg.image_size`` in [0, 1]: the first ones of ``cfg.images`` (repeated where there are
+    fewer), each resized to that size, or random pixels."""
+    h, w = cfg.image_size
+    if not cfg.images:
+        return torch.rand(batch, 3, h, w, device=device)
+    paths = expand_image_paths([cfg.images])
+    pictures = [to_tensor(read_image(paths[i % len(paths)])) for i in range(batch)]
+    resized = [F.interpolate(p[None], size=(h, w), mode='bilinear', antialias=True, align_corners=False)[0]
+               for p in pictures]
+    return torch.stack(resized).clamp_(0, 1).to(device)
 
 
 def _inputs(task: str, cfg: BenchConfig, batch: int, device: torch.device, channels_last: bool = False):
     h, w = cfg.image_size
-    images = torch.rand(batch, 3, h, w, device=device)
+    images = _pixels(cfg, batch, device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     if task == 'detection':
@@ -103,13 +120,14 @@ def _autocast(cfg: BenchConfig, device: torch.device):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def _onnx_runner(model: nn.Module, task: str, images: Any, int8: bool) -> Callable[[], Any]:
-    """Time the model exported to ONNX (float32 or int8) and run in onnxruntime, images as the model takes them."""
+def _onnx_runner(model: nn.Module, task: str, images: Any, int8: bool, real: bool) -> Callable[[], Any]:
+    """Time the model exported to ONNX (float32 or int8) and run in onnxruntime, images as the model takes them;
+    int8 is calibrated on the timed images when they are ``real``, else on 4 random ones."""
     path = os.path.join(tempfile.mkdtemp(), 'model.onnx')
     size = tuple(images[0].shape[-2:])
     if int8:
-        calibration = [torch.rand_like(images[0]) for _ in range(4)] if task == 'detection' else \
-            [torch.rand_like(images[:1]) for _ in range(4)]
+        singles = [images[i:i + 1] if task != 'detection' else images[i] for i in range(len(images))]
+        calibration = singles if real else [torch.rand_like(singles[0]) for _ in range(4)]
         quantize_to_onnx(model, path, task, calibration, size)
     else:
         export_onnx(model, path, task, size)
@@ -145,7 +163,7 @@ def _prepare(name: str, cfg: BenchConfig, mode: str) -> Tuple[Callable[[], Any],
     batch = cfg.batch_size if mode == 'infer' else (cfg.train_batch_size or cfg.batch_size)
     images, targets = _inputs(task, cfg, batch, device, channels_last)
     if mode == 'infer' and {'onnx', 'int8'} & set(variants):
-        step = _onnx_runner(model.eval(), task, images, int8='int8' in variants)
+        step = _onnx_runner(model.eval(), task, images, int8='int8' in variants, real=bool(cfg.images))
     elif mode == 'infer':
         model.eval()
 

@@ -12,6 +12,8 @@ import torch
 
 from ..benchmark import SUITES, VARIANTS, BenchConfig, interleaved_markdown, run_benchmark, run_interleaved, to_markdown
 from ..deploy.precision import choose_precision
+from ..errors import DataError
+from ..inference.batching import expand_image_paths
 from ..utils.cpu import describe_cpu
 from ..utils.files import write_text_atomic
 from .common import output_file, positive_int
@@ -55,6 +57,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='measure every model deployed in this precision, as optimize_for_inference makes it: '
                              'adds the +bf16 or +int8 variant to each (auto: the fastest this machine has '
                              'natively without calibration data); inference only (default: the models as named)')
+    parser.add_argument('--images', default=None, metavar='PATH',
+                        help='time on these images instead of random pixels: a folder, a file or a pattern; the '
+                             'first --batch-size of them (repeated if fewer), resized to --image-size. Trained '
+                             'detectors need real images: their post-processing time follows what they find')
     parser.add_argument('--channels-last', action='store_true', help='NHWC memory format for model and inputs')
     parser.add_argument('--compile', action='store_true', help='torch.compile each model before timing')
     parser.add_argument('--fuse', action='store_true',
@@ -90,6 +96,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bool(args.suite) == bool(args.models):
         _logger.error('give exactly one of --suite or --models')
         return 2
+    if args.images:
+        try:
+            expand_image_paths([args.images])
+        except (FileNotFoundError, DataError) as e:
+            _logger.error('--images: %s', e)
+            return 2
     if args.suite:
         models = SUITES[args.suite]
         default_size = _DEFAULT_SIZES[args.suite]
@@ -104,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         device=args.device, batch_size=args.batch_size, image_size=(size[0], size[-1]), dtype=args.dtype,
         channels_last=args.channels_last, compile=args.compile, fuse=args.fuse, warmup=args.warmup,
         iters=args.iters, train=not args.no_train, train_batch_size=args.train_batch_size,
-        grad_checkpointing=args.grad_checkpointing)
+        grad_checkpointing=args.grad_checkpointing, images=args.images)
     try:
         if args.interleave:
             rows = run_interleaved(models, cfg, rounds=args.interleave)
