@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-fast test-timm test-min lint gpu-check clean
+.PHONY: install demo test test-fast test-timm test-min lint gpu-check precision-bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test-min:
 	$(MIN_VENV)/bin/python -m pip install -q $(TORCH_PINS)
 	$(MIN_VENV)/bin/python -m pip install -q -e . pytest $(MIN_PINS)
 	$(MIN_VENV)/bin/python -m pytest -q tests/test_models.py tests/test_interop.py tests/test_fchardnet_and_dilation.py
+
+# the precision measurements of docs/deployment.md, on a CPU with AVX512_BF16 or AMX (refused elsewhere)
+precision-bench: $(STAMP)
+	bash benchmarks/cpu/precision_targets.sh
 
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
