@@ -58,6 +58,12 @@ SUITES: Dict[str, Dict[str, str]] = {
         'fasterrcnn_hardnet68_fpn': 'torchvision:fasterrcnn_resnet50_fpn',
         'torchvision:fasterrcnn_mobilenet_v3_large_fpn': 'torchvision:fasterrcnn_mobilenet_v3_large_fpn',
         'fasterrcnn_hardnet39ds_fpn': 'torchvision:fasterrcnn_mobilenet_v3_large_fpn',
+        'torchvision:retinanet_resnet50_fpn_v2': 'torchvision:retinanet_resnet50_fpn_v2',
+        'retinanet_hardnet68_fpn': 'torchvision:retinanet_resnet50_fpn_v2',
+        'torchvision:fcos_resnet50_fpn': 'torchvision:fcos_resnet50_fpn',
+        'fcos_hardnet68_fpn': 'torchvision:fcos_resnet50_fpn',
+        'torchvision:maskrcnn_resnet50_fpn': 'torchvision:maskrcnn_resnet50_fpn',
+        'maskrcnn_hardnet68_fpn': 'torchvision:maskrcnn_resnet50_fpn',
     },
 }
 
