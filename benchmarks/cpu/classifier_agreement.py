@@ -44,13 +44,15 @@ def shape_crops(root: Path, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
     coco = json.loads((root / 'annotations' / f'{split}.json').read_text())
     files = {image['id']: image['file_name'] for image in coco['images']}
     classes = sorted(c['id'] for c in coco['categories'])
-    crops, labels = [], []
+    crops, labels, images = [], [], {}
     for ann in coco['annotations']:
         x, y, w, h = ann['bbox']
         if max(w, h) < 8:
             continue
         pad = 0.15 * max(w, h)
-        image = read_image(root / 'images' / split / files[ann['image_id']])
+        if ann['image_id'] not in images:  # each image decoded once, however many shapes it holds
+            images[ann['image_id']] = read_image(root / 'images' / split / files[ann['image_id']])
+        image = images[ann['image_id']]
         crop = image.crop((round(x - pad), round(y - pad), round(x + w + pad), round(y + h + pad)))
         crops.append(normalize(to_tensor(crop.resize((CROP_PX, CROP_PX), Image.BILINEAR)), MEAN, STD))
         labels.append(classes.index(ann['category_id']))

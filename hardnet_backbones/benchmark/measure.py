@@ -57,11 +57,10 @@ def _pixels(cfg: BenchConfig, batch: int, device: torch.device) -> torch.Tensor:
     h, w = cfg.image_size
     if not cfg.images:
         return torch.rand(batch, 3, h, w, device=device)
-    paths = expand_image_paths([cfg.images])
-    pictures = [to_tensor(read_image(paths[i % len(paths)])) for i in range(batch)]
-    resized = [F.interpolate(p[None], size=(h, w), mode='bilinear', antialias=True, align_corners=False)[0]
-               for p in pictures]
-    return torch.stack(resized).clamp_(0, 1).to(device)
+    paths = expand_image_paths([cfg.images])[:batch]
+    resized = [F.interpolate(to_tensor(read_image(p))[None], size=(h, w), mode='bilinear', antialias=True,
+                             align_corners=False)[0] for p in paths]
+    return torch.stack([resized[i % len(resized)] for i in range(batch)]).clamp_(0, 1).to(device)
 
 
 def _inputs(task: str, cfg: BenchConfig, batch: int, device: torch.device, channels_last: bool = False):
