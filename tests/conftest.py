@@ -57,3 +57,13 @@ def hardnet39ds_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp('weights') / 'hardnet39ds.pth'
     torch.save(RefHarDNet('hardnet39ds').state_dict(), path)
     return path
+
+
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    """Pretend to run on a CPU with the given /proc/cpuinfo flags."""
+    from hardnet_backbones.utils import cpu
+
+    def pretend(flags: str, name: str = 'Test CPU'):
+        monkeypatch.setattr(cpu, '_cpuinfo', lambda: (name, frozenset(flags.split())))
+    return pretend

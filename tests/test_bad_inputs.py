@@ -4,6 +4,7 @@ problem per test (docs/data.md keeps the table of classes and messages); the API
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def test_a_non_finite_learning_rate_is_refused_before_any_work(data, tmp_path):
     ('model.kwargs={size: 64, nms_thresh: 1.5}', 'must be in [0, 1]'),
     ('train.seed=99999999999999999', 'train.seed'),
     ('train.warmup_epochs=.inf', 'expected a finite number'),
-    ('model.trainable_backbone_layers=9', 'trainable_backbone_layers must be in [0, '),
+    ('model.trainable_backbone_layers=9', 'trainable_backbone_layers must be an integer in [0, '),
     ('data.class_names=[circle, circle]', 'without repeated names'),
 ])
 def test_config_values_are_refused_in_one_line(data, tmp_path, caplog, override, message):
@@ -230,17 +231,18 @@ def test_extreme_images_work_or_are_one_line(runs, tmp_path):
 # ------------------------------------------------------------------ the Python API
 
 @pytest.mark.parametrize('name, kwargs, error, message', [
-    ('fcn_hardnet39ds', dict(num_classes=0), ValueError, 'num_classes must be an integer >= 1'),
-    ('lraspp_hardnet39ds', dict(num_classes=0), ValueError, 'num_classes must be an integer >= 1'),
+    ('fcn_hardnet39ds', dict(num_classes=0), ValueError, 'and must be an integer in [1, 100,000]'),
+    ('lraspp_hardnet39ds', dict(num_classes=0), ValueError, 'and must be an integer in [1, 100,000]'),
     ('hardnet39ds', dict(drop_rate=math.nan), ValueError, 'drop_rate must be in'),
     ('ssdlite320_hardnet39ds', dict(num_classes=3, size=-1), ValueError, 'size must be an integer of at least 32'),
     ('ssdlite320_hardnet39ds', dict(num_classes=3, score_thres=0.1), TypeError, "did you mean 'score_thresh'"),
     ('fasterrcnn_hardnet39ds_320_fpn', dict(num_classes=3, box_score_thres=0.1), TypeError,
      "did you mean 'box_score_thresh'"),
-    ('fasterrcnn_hardnet39ds_320_fpn', dict(num_classes=3, min_size=0), ValueError, 'positive pixel counts'),
+    ('fasterrcnn_hardnet39ds_320_fpn', dict(num_classes=3, min_size=0), ValueError,
+     'min_size must be a number of pixels in [32, 8192]'),
 ])
 def test_builders_refuse_bad_arguments(name, kwargs, error, message):
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=re.escape(message)):
         create_model(name, **kwargs)
 
 

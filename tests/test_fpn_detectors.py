@@ -129,7 +129,7 @@ def test_bad_arguments_and_images_are_value_errors(hardnet39ds_weights):
         get_model_entry('fasterrcnn_hardnet39ds_fpn').builder(3)  # keyword-only, as torchvision's
     with pytest.raises(ValueError, match='num_classes counts the background too'):
         create_model('fcos_hardnet68_fpn', num_classes=1)
-    with pytest.raises(ValueError, match=r'trainable_backbone_layers must be in \[0, 5\]'):
+    with pytest.raises(ValueError, match=r'trainable_backbone_layers must be an integer in \[0, 5\]'):
         create_model('fasterrcnn_hardnet39ds_fpn', weights_backbone=str(hardnet39ds_weights),
                      trainable_backbone_layers=6)
     with pytest.raises(ValueError, match='returned_layers must be distinct levels'):

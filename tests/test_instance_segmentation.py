@@ -40,7 +40,7 @@ def _uncompressed_rle(mask):
             runs.append(count)
             value, count = v, 0
         count += 1
-    return dict(size=[H, W], counts=runs + [count])
+    return dict(size=list(mask.shape), counts=runs + [count])
 
 
 def _write_instances(tmp_path, red_objects=True):
@@ -285,3 +285,40 @@ def test_images_without_id_masks_are_one_line(tmp_path, caplog):
                                    '--out', str(out)]) == 2
     assert '2 of 2 images have no mask' in caplog.text and 'set the suffix' in caplog.text
     assert not out.exists()
+
+
+def _unannotated_images_and_crowds(shapes_root: Path, root: Path) -> Path:
+    """The shapes set with every object of each split's first image removed and a crowd RLE region (uncompressed)
+    added beside the polygon objects of its second: valid COCO data that Mask R-CNN must train on."""
+    (root / 'annotations').mkdir(parents=True)
+    (root / 'images').symlink_to(shapes_root / 'images')
+    for split in ('train', 'val'):
+        coco = json.loads((shapes_root / 'annotations' / f'{split}.json').read_text())
+        first, second = coco['images'][:2]
+        coco['annotations'] = [a for a in coco['annotations'] if a['image_id'] != first['id']]
+        crowd = np.zeros((second['height'], second['width']), np.uint8)
+        crowd[2:10, 2:12] = 1
+        coco['annotations'].append(dict(id=10 ** 6, image_id=second['id'], category_id=coco['categories'][0]['id'],
+                                        bbox=[2, 2, 10, 8], area=80, iscrowd=1, segmentation=_uncompressed_rle(crowd)))
+        (root / 'annotations' / f'{split}.json').write_text(json.dumps(coco))
+    return root
+
+
+@pytest.mark.parametrize('epoch', range(8))
+def test_an_image_without_objects_keeps_an_empty_mask_stack_through_augmentation(shapes_root, tmp_path, epoch):
+    root = _unannotated_images_and_crowds(shapes_root, tmp_path / 'data')
+    dataset = CocoDetectionDataset(root / 'images' / 'train', root / 'annotations' / 'train.json',
+                                   transform=detection_train_transform(None), masks=True)
+    dataset.set_epoch(epoch)
+    image, target = dataset[0]
+    assert target['boxes'].shape == (0, 4) and target['labels'].shape == (0,)
+    assert target['masks'].shape == (0, *image.shape[1:])
+
+
+@pytest.mark.slow
+def test_mask_rcnn_trains_on_unannotated_images_and_crowds_beside_polygons(shapes_root, tmp_path):
+    root = _unannotated_images_and_crowds(shapes_root, tmp_path / 'data')
+    out = tmp_path / 'run'
+    assert train_cli.main([str(MASK_CONFIG), *_tiny_mask_run(root, out)]) == 0  # two loader workers
+    assert {'mAP', 'segm_mAP'} <= set(json.loads((out / 'results.json').read_text())['metrics'])
+    assert evaluate_cli.main(['--checkpoint', str(out / 'last.pth')]) == 0

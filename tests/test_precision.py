@@ -14,14 +14,6 @@ ZEN3 = 'fpu sse sse2 avx avx2 fma'
 SAPPHIRE_RAPIDS = ZEN3 + ' avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8'
 
 
-@pytest.fixture
-def cpu_flags(monkeypatch):
-    """Pretend to run on a CPU with the given /proc/cpuinfo flags."""
-    def pretend(flags: str, name: str = 'Test CPU'):
-        monkeypatch.setattr(cpu, '_cpuinfo', lambda: (name, frozenset(flags.split())))
-    return pretend
-
-
 def test_the_capability_check_reads_the_cpu_flags_both_ways(cpu_flags):
     cpu_flags(ZEN3, 'AMD EPYC 7B13')
     assert cpu.cpu_supports_bfloat16()[0] is False

@@ -11,12 +11,12 @@ from typing import Dict, List, Optional
 import torch
 
 from ..benchmark import SUITES, VARIANTS, BenchConfig, interleaved_markdown, run_benchmark, run_interleaved, to_markdown
-from ..deploy.precision import choose_precision
+from ..deploy.precision import check_precision, choose_precision
 from ..errors import DataError
 from ..inference.batching import expand_image_paths
 from ..utils.cpu import describe_cpu
 from ..utils.files import write_text_atomic
-from .common import output_file, positive_int
+from .common import default_device, output_file, positive_int, torch_device
 
 _logger = logging.getLogger('hardnet.benchmark')
 
@@ -41,8 +41,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                              'append variants with +: ' + ', '.join(f'+{k} ({v})' for k, v in VARIANTS.items()))
     parser.add_argument('--baseline', default=None,
                         help='with --models: the model every other one is compared with (default: the first)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                        help='torch device (default: %(default)s)')
+    parser.add_argument('--device', type=torch_device, default=default_device(),
+                        help='torch device: cpu or cuda[:N] (default: %(default)s)')
     parser.add_argument('--batch-size', type=positive_int, default=8,
                         help='inference batch size (default: %(default)s)')
     parser.add_argument('--train-batch-size', type=positive_int, default=None,
@@ -96,6 +96,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bool(args.suite) == bool(args.models):
         _logger.error('give exactly one of --suite or --models')
         return 2
+    if args.dtype != 'float32':  # one rule for --dtype and --precision: no emulated (slower) precision
+        try:
+            check_precision(args.dtype, torch.device(args.device))
+        except ValueError as e:
+            _logger.error('--dtype %s', e)
+            return 2
     if args.images:
         try:
             expand_image_paths([args.images])

@@ -6,12 +6,10 @@ import sys
 from dataclasses import asdict
 from typing import List, Optional
 
-import torch
-
 from ..inference.batching import expand_image_paths
 from ..inference.classify import classify_images, create_classifier_model
 from ..utils.files import write_text_atomic
-from .common import USER_ERRORS, output_file, positive_int, report_user_error
+from .common import USER_ERRORS, default_device, output_file, positive_int, report_user_error, torch_device
 
 _logger = logging.getLogger('hardnet.classify')
 
@@ -27,8 +25,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--checkpoint', default=None,
                         help='local weights: a published-format file (base.N keys) or one saved by our tools; '
                              'without it the published weights are downloaded (SHA-256 checked, cached)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                        help='torch device (default: %(default)s)')
+    parser.add_argument('--device', type=torch_device, default=default_device(),
+                        help='torch device: cpu or cuda[:N] (default: %(default)s)')
     parser.add_argument('--topk', type=int, default=5, help='classes to show per image (default: %(default)s)')
     parser.add_argument('--batch-size', type=positive_int, default=8,
                         help='images per forward pass (default: %(default)s)')

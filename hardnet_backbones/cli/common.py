@@ -52,6 +52,8 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f'{text} is a folder; give a file name, e.g. {path / "out.json"}')
+    if path.exists() and not path.is_file():  # a device (/dev/full), pipe or socket: the atomic rename would replace it
+        raise argparse.ArgumentTypeError(f'{text} is not a regular file (a device, pipe or socket); give a file name')
     _check_writable(path.parent if path.parent != Path('') else Path('.'))
     if path.exists() and not os.access(path, os.W_OK):
         raise argparse.ArgumentTypeError(f'{text} is not writable; choose another file')
@@ -65,6 +67,29 @@ def output_dir(text: str) -> Path:
         raise argparse.ArgumentTypeError(f'{text} is a file; give a folder')
     _check_writable(path)
     return path
+
+
+def torch_device(text: str) -> str:
+    """argparse type: ``cpu`` or ``cuda[:N]`` that exists on this machine, checked before any work."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a device; use cpu or cuda (cuda:N for GPU N)') from None
+    if device.type not in ('cpu', 'cuda'):
+        raise argparse.ArgumentTypeError(f'{text!r}: the tools run on cpu or cuda[:N]')
+    if device.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f'{text}: no CUDA device is available here; use --device cpu')
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f'{text}: this machine has {count} CUDA device(s), cuda:0 to '
+                                             f'cuda:{count - 1}')
+    return text
+
+
+def default_device() -> str:
+    """The tools' default ``--device``: the first GPU where there is one, else the CPU."""
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
 def probability(text: str) -> float:
@@ -93,8 +118,8 @@ def add_prediction_args(parser: argparse.ArgumentParser, default_out_dir: str) -
                              'onnxruntime on the CPU instead of the PyTorch model; the checkpoint gives the classes')
     parser.add_argument('--out-dir', type=output_dir, default=default_out_dir,
                         help='output folder (default: %(default)s)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                        help='torch device (default: %(default)s)')
+    parser.add_argument('--device', type=torch_device, default=default_device(),
+                        help='torch device: cpu or cuda[:N] (default: %(default)s)')
     add_precision_arg(parser)
 
 

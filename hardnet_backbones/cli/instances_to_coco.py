@@ -38,9 +38,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         coco = instance_masks_to_coco(args.images, args.masks, args.out, args.encoding, args.class_name,
                                       args.mask_suffix)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, ValueError) as e:
         return report_user_error(_logger, e)
-    _logger.info('%d images, %d objects -> %s', len(coco['images']), len(coco['annotations']), args.out)
+    with_objects = len({a['image_id'] for a in coco['annotations']})
+    _logger.info('%d images (%d without objects), %d objects -> %s', len(coco['images']),
+                 len(coco['images']) - with_objects, len(coco['annotations']), args.out)
     return 0
 
 

@@ -147,15 +147,16 @@ class _DetectionDataset(AugmentedDataset):
         return np.stack(masks) if masks else np.zeros((0, height, width), np.uint8)
 
     def _augment(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, masks: Optional[np.ndarray]):
-        if masks is None:
+        if masks is None or len(masks) == 0:  # albumentations cannot stack an empty list of masks
             out = self.transform(image=image, bboxes=boxes, labels=labels)
+            no_masks = None if masks is None else np.zeros((0, *out['image'].shape[:2]), np.uint8)
             return (out['image'], np.asarray(out['bboxes'], dtype=np.float32).reshape(-1, 4),
-                    np.asarray(out['labels'], dtype=np.int64), None)
+                    np.asarray(out['labels'], dtype=np.int64), no_masks)
         # the object indices ride along as labels, so the masks of the objects the transform kept can be picked
         out = self.transform(image=image, bboxes=boxes, labels=np.arange(len(labels)), masks=masks)
         kept = np.asarray(out['labels'], dtype=np.int64)
         masks = np.asarray(out['masks'], dtype=np.uint8).reshape(-1, *out['image'].shape[:2])[kept]
-        visible = masks.reshape(len(masks), -1).any(1)
+        visible = masks.any(axis=(1, 2))
         masks = masks[visible]
         boxes = np.asarray(boxes_from_masks(masks), dtype=np.float32).reshape(-1, 4)
         return out['image'], boxes, labels[kept][visible], masks

@@ -19,10 +19,10 @@ import numpy as np
 from ..errors import DataError
 from ..utils.files import write_text_atomic
 from ..utils.progress import progress_bar
-from .image_io import IMAGE_SUFFIXES, image_size, read_mask
+from .image_io import IMAGE_SUFFIXES, read_image, read_mask
 from .instance_masks import boxes_from_masks, encode_mask
 
-__all__ = ['INSTANCE_ENCODINGS', 'CITYSCAPES_INSTANCE_CLASSES', 'instance_masks_to_coco']
+__all__ = ['INSTANCE_ENCODINGS', 'CITYSCAPES_INSTANCE_CLASSES', 'instance_masks_to_coco', 'check_class_name']
 
 INSTANCE_ENCODINGS = ('ids', 'cityscapes')
 
@@ -44,6 +44,22 @@ def _pairs(images_dir: Path, masks_dir: Path, mask_suffix: str) -> List[Tuple[Pa
         raise FileNotFoundError(f'{len(missing)} of {len(pairs)} images have no mask, e.g. {missing[0]} '
                                 f'(masks are <masks_dir>/<image stem><mask_suffix>.png; set the suffix)')
     return pairs
+
+
+def check_class_name(name: str) -> None:
+    """One class name: not empty, no surrounding spaces, no list punctuation (this tool writes one class)."""
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or any(c in name for c in ',[]{}'):
+        raise ValueError(f'class name {name!r}: give one non-empty name without commas or brackets (with '
+                         f'--encoding ids every object is of this one class; convert each class separately, or use '
+                         f'--encoding cityscapes for Cityscapes ids)')
+
+
+def _check_not_an_input(out_file: Path, pairs: List[Tuple[Path, Path]]) -> None:
+    target = out_file.resolve()
+    for path in (p for pair in pairs for p in pair):
+        if path.resolve() == target:
+            raise ValueError(f'the output {out_file} is one of the input files ({path}); write the json elsewhere, '
+                             f'e.g. into an annotations/ folder')
 
 
 def _objects(ids: np.ndarray, encoding: str) -> List[Tuple[int, int]]:
@@ -76,19 +92,24 @@ def instance_masks_to_coco(
         progress: show a tqdm bar.
 
     Raises:
-        FileNotFoundError: no images, or images without a mask. DataError: a mask of another size than its image.
+        FileNotFoundError: no images, or images without a mask. DataError: a mask of another size than its image,
+        an image or mask that does not decode, or no object in any mask. ValueError: a class name that is empty
+        or list-like, or ``out_file`` that is one of the inputs.
     """
     if encoding not in INSTANCE_ENCODINGS:
         raise ValueError(f'encoding must be one of {INSTANCE_ENCODINGS}, got {encoding!r}')
+    check_class_name(class_name)
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    pairs = _pairs(images_dir, masks_dir, mask_suffix)
+    _check_not_an_input(Path(out_file), pairs)
     categories: Sequence[Tuple[int, str]] = (
         [(1, class_name)] if encoding == 'ids' else sorted(CITYSCAPES_INSTANCE_CLASSES.items()))
     coco: Dict[str, Any] = dict(images=[], annotations=[], categories=[
         dict(id=cat_id, name=name) for cat_id, name in categories])
     for image_id, (image_path, mask_path) in enumerate(
-            progress_bar(_pairs(images_dir, masks_dir, mask_suffix), desc='masks', disable=not progress), start=1):
+            progress_bar(pairs, desc='masks', disable=not progress), start=1):
         ids = read_mask(mask_path)
-        width, height = image_size(image_path)
+        width, height = read_image(image_path).size  # decoded in full: a truncated image is refused here
         if ids.shape != (height, width):
             raise DataError(f'{mask_path}: the mask is {ids.shape[1]}x{ids.shape[0]} pixels but its image '
                             f'{image_path} is {width}x{height}; they must match')
@@ -100,6 +121,11 @@ def instance_masks_to_coco(
             coco['annotations'].append(dict(
                 id=len(coco['annotations']) + 1, image_id=image_id, category_id=cat_id, iscrowd=0,
                 bbox=[x1, y1, x2 - x1, y2 - y1], area=int(mask.sum()), segmentation=encode_mask(mask)))
+    if not coco['annotations']:
+        hint = ('values of 1000 and above, label id * 1000 + instance' if encoding == 'cityscapes'
+                else 'one non-zero value per object')
+        raise DataError(f'no object in any of the {len(pairs)} masks under {masks_dir} (encoding {encoding!r} '
+                        f'expects {hint}); check --masks, --mask-suffix and --encoding')
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_file, json.dumps(coco))
     return coco

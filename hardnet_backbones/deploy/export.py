@@ -86,12 +86,21 @@ def model_kind(model: nn.Module) -> str:
     return 'classification'
 
 
+def _is_image_classifier(model: nn.Module) -> bool:
+    return hasattr(model, 'get_classifier') or any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 def check_model_kind(model: nn.Module, kind: str) -> None:
     """Refuse a ``kind`` that is not what ``model`` is (a classifier exported as a detector would be exported with
     the wrong inputs and outputs, or come back unchanged)."""
     if kind not in KINDS:
         raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    if not isinstance(model, nn.Module):
+        raise ValueError(f'expected a torch.nn.Module, got {type(model).__name__}')
     actual = model_kind(model)
+    if actual == 'classification' and not _is_image_classifier(model):
+        raise ValueError(f'{type(model).__name__} is not an image model (no 2-D convolution, not a timm classifier): '
+                         f'this takes classifiers, timm feature extractors, detectors and segmenters')
     if actual != kind:
         raise ValueError(f'{type(model).__name__} is a {actual} model, not {kind}: pass kind={actual!r}')
 

@@ -65,12 +65,15 @@ def optimize_for_inference(
         interface (int8); its ``precision`` attribute says which.
 
     Raises:
-        ValueError: ``kind`` is not what the model is, a precision this machine does not run natively, or bad
-            calibration inputs.
+        ValueError: ``kind`` is not what the model is (or the model is no vision model), a precision this machine
+            does not run natively, ``int8=True`` beside another precision, or bad calibration inputs.
     """
     check_model_kind(model, kind)
     device = model_device(model)
     if int8:
+        if precision not in ('float32', 'int8'):  # float32 is the default, so it cannot tell
+            raise ValueError(f'int8=True contradicts precision={precision!r}: pass one of them (precision=\'int8\' '
+                             f'is the same as int8=True)')
         precision = 'int8'
     check_precision(precision, device)
     if precision == 'auto':

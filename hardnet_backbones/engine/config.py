@@ -17,12 +17,14 @@ from ..errors import ConfigError
 from ..models.layers import MIN_INPUT_SIZE
 from ..utils.cpu import cpu_supports_bfloat16
 from .coerce import build_dataclass
+from .yaml_io import parse_yaml, read_yaml_file
 
 __all__ = ['ConfigError', 'Config', 'ModelConfig', 'DataConfig', 'TrainConfig', 'LossConfig', 'BASE_KEY',
            'load_config', 'read_config_file', 'config_from_dict', 'config_to_dict', 'config_to_yaml', 'validate_config',
            'flatten_config', 'list_keys']
 
 BASE_KEY = 'base'  # a config file's key naming the config(s) it inherits
+MAX_BASE_DEPTH = 16  # bases of bases; the shipped configs use 2
 
 
 @dataclass
@@ -139,10 +141,7 @@ def _apply_override(values: Dict[str, Any], override: str) -> None:
     if '=' not in override:
         raise ConfigError(f'override {override!r} must look like key.subkey=value')
     key, raw = override.split('=', 1)
-    try:
-        value = yaml.safe_load(raw) if raw else ''
-    except yaml.YAMLError as e:
-        raise ConfigError(f'override {override!r}: cannot parse value ({e})') from e
+    value = parse_yaml(raw, f'override {override!r}') if raw else ''
     node = values
     parts = key.strip().split('.')
     for part in parts[:-1]:
@@ -167,7 +166,8 @@ def read_config_file(path: Union[str, Path], _seen: Tuple[Path, ...] = ()) -> Di
     """A YAML config file as a dict, merged over the base config(s) it names (their paths relative to it).
 
     Raises:
-        ConfigError: a missing file, invalid YAML, a base that is not a path, or a cycle of bases.
+        ConfigError: a missing file, a file that is not UTF-8 YAML (see :mod:`.yaml_io`), a base that is not a
+            path, a cycle of bases or a chain of more than ``MAX_BASE_DEPTH``.
     """
     path = Path(path)
     if not path.is_file():
@@ -175,10 +175,10 @@ def read_config_file(path: Union[str, Path], _seen: Tuple[Path, ...] = ()) -> Di
     if path.resolve() in _seen:
         chain = ' -> '.join(str(p) for p in (*_seen, path.resolve()))
         raise ConfigError(f'{path}: the base configs form a cycle ({chain})')
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f'{path}: invalid YAML ({e})') from e
+    if len(_seen) >= MAX_BASE_DEPTH:
+        raise ConfigError(f'{path}: base configs are chained more than {MAX_BASE_DEPTH} deep (from {_seen[0]}); '
+                          f'inherit from fewer levels')
+    values = read_yaml_file(path) or {}
     if not isinstance(values, dict):
         raise ConfigError(f'{path}: a config is a mapping of keys, got {type(values).__name__}')
     bases = values.pop(BASE_KEY, None) or []

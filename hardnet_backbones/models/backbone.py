@@ -7,7 +7,7 @@ from timm.layers import freeze_batch_norm_2d
 
 __all__ = [
     'WeightsBackbone', 'create_feature_backbone', 'freeze_backbone_levels', 'num_backbone_levels',
-    'resolve_trainable_levels', 'child_levels', 'check_detector_classes', 'check_segmenter_classes',
+    'resolve_trainable_levels', 'child_levels', 'check_detector_classes', 'check_segmenter_classes', 'MAX_CLASSES',
 ]
 
 # None/False: random init; True or 'DEFAULT': the published ImageNet weights; a str path: a local checkpoint
@@ -54,16 +54,24 @@ def num_backbone_levels(backbone: nn.Module) -> int:
     return child_levels(backbone)[-1] + 1
 
 
+# more classes than any detection or segmentation set has (LVIS: 1,203; ImageNet-21k: 21,841): a larger count is a
+# mistake, which would otherwise end in an out-of-memory error minutes later (a head of a billion weights)
+MAX_CLASSES = 100_000
+
+
+def _check_class_count(num_classes: Any, low: int, what: str) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not low <= num_classes <= MAX_CLASSES:
+        raise ValueError(f'num_classes {what} and must be an integer in [{low}, {MAX_CLASSES:,}], got {num_classes!r}')
+
+
 def check_detector_classes(num_classes: int) -> None:
-    """A torchvision detector's ``num_classes`` counts the background: at least 2."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f'num_classes counts the background too and must be an integer >= 2, got {num_classes!r}')
+    """A torchvision detector's ``num_classes`` counts the background: 2 to ``MAX_CLASSES``."""
+    _check_class_count(num_classes, 2, 'counts the background too')
 
 
 def check_segmenter_classes(num_classes: int) -> None:
-    """A segmenter's ``num_classes`` (the background included when there is one): at least 1."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f'num_classes must be an integer >= 1 (the background included), got {num_classes!r}')
+    """A segmenter's ``num_classes`` (the background included when there is one): 1 to ``MAX_CLASSES``."""
+    _check_class_count(num_classes, 1, 'counts the background too, where there is one,')
 
 
 def resolve_trainable_levels(trainable: Optional[int], pretrained: bool, max_value: int, default: int) -> int:
@@ -72,8 +80,8 @@ def resolve_trainable_levels(trainable: Optional[int], pretrained: bool, max_val
     The range is checked either way, so a value is refused or accepted the same with and without weights.
     """
     value = default if trainable is None else trainable
-    if not 0 <= value <= max_value:
-        raise ValueError(f'trainable_backbone_layers must be in [0, {max_value}], got {trainable}')
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max_value:
+        raise ValueError(f'trainable_backbone_layers must be an integer in [0, {max_value}], got {trainable!r}')
     return value if pretrained else max_value
 
 

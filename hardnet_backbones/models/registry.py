@@ -24,6 +24,8 @@ from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 import torch.nn as nn
 
+from .detection_transform import check_detector_settings
+
 __all__ = ['ModelEntry', 'register_model', 'register_timm_model', 'get_model_entry', 'list_models', 'create_model',
            'TORCHVISION_PREFIX', 'TASKS', 'DEFAULT_NUM_CLASSES']
 
@@ -77,7 +79,10 @@ class ModelEntry:
         return {name: p for name, p in found.items() if name not in self.fixed}
 
     def build(self, **kwargs: Any) -> nn.Module:
-        """The model, built with ``kwargs`` (and the ``fixed`` arguments)."""
+        """The model, built with ``kwargs`` (and the ``fixed`` arguments). A torchvision detector's settings are
+        checked first, as our builders check theirs (:func:`check_detector_settings`)."""
+        if self.task == 'detection' and self.source == 'torchvision':
+            check_detector_settings(kwargs)
         return self.builder(**{**self.fixed, **kwargs})
 
 

@@ -180,7 +180,14 @@ class BuiltInTask(Task):
         check_model_config(self.cfg)
 
     def num_classes(self, dataset) -> int:
-        return self.cfg.model.num_classes or dataset.num_classes
+        """``model.num_classes`` when set (refused when the data hold more classes), else the data's count."""
+        wanted = self.cfg.model.num_classes
+        if wanted and wanted < dataset.num_classes:
+            counted = 'the background included' if self.cfg.task == 'detection' else 'as listed by the data'
+            raise ConfigError(f'model.num_classes={wanted} is smaller than the {dataset.num_classes} classes of the '
+                              f'training data ({counted}); raise it to {dataset.num_classes} or leave it unset to '
+                              f'take the data\'s count')
+        return wanted or dataset.num_classes
 
     def build_model(self, num_classes: int, state_dict=None) -> torch.nn.Module:
         return build_model_from_config(self.cfg, num_classes, state_dict)
