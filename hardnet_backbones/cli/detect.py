@@ -51,8 +51,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     images.append(dict(id=image_id, file_name=str(path), width=image.shape[2], height=image.shape[1]))
                     keep = pred['scores'] >= args.score_threshold
                     kept = {k: v[keep].cpu() for k, v in pred.items()}
-                    picture = draw_detections(image, kept['boxes'], kept['labels'], kept['scores'],
-                                              trained.class_names, args.score_threshold, masks=kept.get('masks'))
+                    picture = draw_detections(image, *(pred[k].cpu() for k in ('boxes', 'labels', 'scores')),
+                                              trained.class_names, args.score_threshold,
+                                              masks=pred['masks'].cpu() if 'masks' in pred else None)
                     write_atomic(out_dir / f'{path.stem}.png', lambda f: picture.save(f, format='PNG'))
                     report[str(path)] = [dict(box=b, label=trained.class_names[int(lbl) - 1], score=s) for b, lbl, s
                                          in zip(*(kept[k].tolist() for k in ('boxes', 'labels', 'scores')))]

@@ -10,7 +10,8 @@ from ..deploy import OnnxRuntimeModel
 from ..engine.config import load_config
 from ..engine.trainer import evaluate
 from .common import (
-    USER_ERRORS, add_config_args, add_precision_arg, output_dir, output_file, precision_optimizer, report_user_error)
+    USER_ERRORS, add_config_args, add_precision_arg, output_dir, output_file, positive_int, precision_optimizer,
+    report_user_error)
 
 _logger = logging.getLogger('hardnet.evaluate')
 
@@ -40,6 +41,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                              'eval_<onnx file name>.json with --onnx)')
     parser.add_argument('--visuals', type=output_dir, default=None,
                         help='folder for predictions drawn on train.save_images validation images (default: none)')
+    parser.add_argument('--batch-size', type=positive_int, default=None,
+                        help='images per batch (default: the run\'s train.batch_size). The metrics do not depend on '
+                             'it: detectors that pad a batch to its largest image (Faster / Mask R-CNN, RetinaNet, '
+                             'FCOS) and segmenters are evaluated one image per batch whatever it is; SSDs take it')
     add_precision_arg(parser)
     return parser
 
@@ -53,7 +58,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         metrics = evaluate(cfg, args.checkpoint, output=output, visuals_dir=args.visuals,
                            predictions_dir=args.save_predictions, split=args.split,
                            overrides=args.overrides if cfg is None else (), onnx=args.onnx,
-                           open_onnx=OnnxRuntimeModel, optimize=precision_optimizer(args))
+                           open_onnx=OnnxRuntimeModel, optimize=precision_optimizer(args),
+                           batch_size=args.batch_size)
     except USER_ERRORS as e:
         return report_user_error(_logger, e)
     print(json.dumps(metrics, indent=2))

@@ -7,6 +7,7 @@ fast. Inputs: classification / features / segmentation ``images`` ``(B, 3, H, W)
 batch and spatial size; detection one ``image`` ``(3, H, W)`` in [0, 1] with dynamic size.
 """
 import contextlib
+import copy
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -18,7 +19,7 @@ import torch.nn as nn
 from ..utils.files import write_atomic
 
 __all__ = ['KINDS', 'model_kind', 'check_model_kind', 'onnx_input_name', 'export_onnx', 'write_onnx_metadata',
-           'export_torchscript', 'validate_onnx', 'validate_torchscript', 'output_names']
+           'export_torchscript', 'validate_onnx', 'validate_torchscript', 'output_names', 'with_score_threshold']
 
 KINDS = ('classification', 'features', 'detection', 'segmentation')
 
@@ -182,7 +183,10 @@ def _quiet_exporter():
     about this export, which is validated against PyTorch instead. Other warnings still show."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        # aten::index: torchvision's detectors index only with what topk, where and NMS return, never negative
+        # values, so the exporter's caveat does not apply (and the detections are compared after every export)
         for message in (r'.*(legacy TorchScript-based ONNX export|dynamo=False|torch\.onnx\.export|Constant folding)',
+                        r'Exporting aten::index operator of advanced indexing',
                         r'To copy construct from a tensor', r'`torch\.jit\.\w+` is deprecated',
                         r'\w+ always returns a \(Losses, Detections\) tuple in scripting'):
             warnings.filterwarnings('ignore', message=message)
@@ -209,21 +213,59 @@ def _reference(model: nn.Module, kind: str, x: torch.Tensor, names: Sequence[str
     return [o.numpy() for o in out]
 
 
+def _compare_detections(got: Sequence[np.ndarray], expected: Sequence[np.ndarray], atol: float) -> Dict[str, Any]:
+    # post-processing keeps the same boxes in the same order when the scores agree
+    boxes, scores, labels = got[:3]
+    ref_boxes, ref_scores, ref_labels = expected[:3]
+    n = min(len(scores), len(ref_scores), 20)
+    diff = float(np.abs(boxes[:n] - ref_boxes[:n]).max()) if n else 0.0
+    has_masks = len(got) > 3
+    if has_masks and n:  # Mask R-CNN: mask probabilities, in [0, 1]
+        diff = max(diff, float(np.abs(got[3][:n] - expected[3][:n]).max()))
+    ok = (len(scores) == len(ref_scores) and bool(np.array_equal(labels[:n], ref_labels[:n]))
+          and diff <= max(atol, 1e-2))
+    return dict(max_abs_diff=diff, detections=int(len(scores)), reference_detections=int(len(ref_scores)), ok=ok,
+                compared_boxes=n, compared_masks=n if has_masks else 0)
+
+
+def _merge_detection_checks(checks: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One verdict over several images; with no detection compared on any of them, no verdict (``ok`` False)."""
+    merged = dict(max_abs_diff=max(c['max_abs_diff'] for c in checks), images=len(checks),
+                  ok=all(c['ok'] for c in checks))
+    for key in ('detections', 'reference_detections', 'compared_boxes', 'compared_masks'):
+        merged[key] = sum(c[key] for c in checks)
+    if merged['compared_boxes'] == 0:
+        merged['ok'] = False
+        merged['reason'] = (f'no detection on the {len(checks)} validation image(s), so nothing was compared; '
+                            f'validate on images with objects (hardnet-export --validation-images)')
+    return merged
+
+
+def with_score_threshold(model: nn.Module, threshold: float) -> Optional[nn.Module]:
+    """A copy of a torchvision detector that keeps detections scoring ``threshold`` or more (None for a model
+    without a score threshold): to validate an export of a model that detects nothing yet at its own threshold."""
+    holder = getattr(model, 'roi_heads', model)  # R-CNN keeps it in its RoI heads; SSD, RetinaNet, FCOS in the model
+    for name in ('score_thresh', 'box_score_thresh'):
+        if hasattr(holder, name):
+            lowered = copy.deepcopy(model)
+            setattr(getattr(lowered, 'roi_heads', lowered), name, threshold)
+            return lowered
+    return None
+
+
 def _compare(kind: str, got: Sequence[np.ndarray], expected: Sequence[np.ndarray], atol: float) -> Dict[str, Any]:
     if kind == 'detection':
-        # post-processing keeps the same boxes in the same order when the scores agree
-        boxes, scores, labels = got[:3]
-        ref_boxes, ref_scores, ref_labels = expected[:3]
-        n = min(len(scores), len(ref_scores), 20)
-        same_count = len(scores) == len(ref_scores)
-        diff = float(np.abs(boxes[:n] - ref_boxes[:n]).max()) if n else 0.0
-        if len(got) > 3 and n:  # Mask R-CNN: mask probabilities, in [0, 1]
-            diff = max(diff, float(np.abs(got[3][:n] - expected[3][:n]).max()))
-        ok = same_count and bool(np.array_equal(labels[:n], ref_labels[:n])) and diff <= max(atol, 1e-2)
-        return dict(max_abs_diff=diff, detections=int(len(scores)), reference_detections=int(len(ref_scores)), ok=ok)
+        return _compare_detections(got, expected, atol)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(got, expected))
     shapes_ok = all(a.shape == b.shape for a, b in zip(got, expected))
     return dict(max_abs_diff=diff, ok=shapes_ok and diff <= atol)
+
+
+def _detection_inputs(images: Optional[Sequence[torch.Tensor]], image_size: Tuple[int, int]) -> List[torch.Tensor]:
+    if images:
+        return list(images)
+    torch.manual_seed(1)
+    return [_example('detection', image_size)]
 
 
 def validate_onnx(
@@ -233,15 +275,26 @@ def validate_onnx(
         image_size: Tuple[int, int],
         atol: float = 1e-4,
         batch: int = 2,
+        images: Optional[Sequence[torch.Tensor]] = None,
 ) -> Dict[str, Any]:
     """Run the ONNX file in onnxruntime and PyTorch on the same input (of another batch size than the
-    export example, when dynamic) and compare; ``ok`` is True within ``atol``."""
+    export example, when dynamic) and compare; ``ok`` is True within ``atol``.
+
+    Detectors are compared on ``images`` (``(3, H, W)`` in [0, 1], real ones where the model finds objects; a random
+    example otherwise): boxes, labels and masks of every image, counted in ``compared_boxes`` / ``compared_masks``.
+    When no image gives a detection nothing can be compared, and ``ok`` is False with a ``reason``.
+    """
     import onnxruntime as ort
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     names = output_names(model, kind, image_size)
+    input_name = session.get_inputs()[0].name
+    if kind == 'detection':
+        return _merge_detection_checks([
+            _compare(kind, session.run(names, {input_name: x.numpy()}), _reference(model, kind, x, names), atol)
+            for x in _detection_inputs(images, image_size)])
     torch.manual_seed(1)
     x = _example(kind, image_size, batch)
-    got = session.run(names, {session.get_inputs()[0].name: x.numpy()})
+    got = session.run(names, {input_name: x.numpy()})
     return _compare(kind, got, _reference(model, kind, x, names), atol)
 
 
@@ -269,17 +322,23 @@ def export_torchscript(model: nn.Module, path: Union[str, Path], kind: str,
 
 
 def validate_torchscript(path: Union[str, Path], model: nn.Module, kind: str, image_size: Tuple[int, int],
-                         atol: float = 1e-4) -> Dict[str, Any]:
-    """Load the TorchScript file and compare it with ``model`` on the same input."""
+                         atol: float = 1e-4, images: Optional[Sequence[torch.Tensor]] = None) -> Dict[str, Any]:
+    """Load the TorchScript file and compare it with ``model`` on the same input (detectors: on ``images``, as
+    :func:`validate_onnx` does)."""
     with _quiet_exporter():
         module = torch.jit.load(str(path))
     names = output_names(model, kind, image_size)
+    if kind == 'detection':
+        checks = []
+        for x in _detection_inputs(images, image_size):
+            with torch.no_grad(), _quiet_exporter():
+                detections = module([x])[1][0]
+            got = [detections[n].numpy() for n in names]
+            checks.append(_compare(kind, got, _reference(model, kind, x, names), atol))
+        return _merge_detection_checks(checks)
     x = _example(kind, image_size, batch=1)
     with torch.no_grad(), _quiet_exporter():
-        if kind == 'detection':
-            detections = module([x])[1][0]
-            out = tuple(detections[n] for n in names)
-        elif kind == 'segmentation':
+        if kind == 'segmentation':
             maps = module(x)
             out = tuple(maps[n] for n in names)
         else:

@@ -95,8 +95,12 @@ class TrainConfig:
     eval_every: int = 1  # epochs; the last epoch is always evaluated
     seed: int = 0
     device: str = 'auto'  # auto | cpu | cuda
-    log_every: int = 20  # iterations between log lines
+    log_every: int = 20  # iterations between progress lines (0: none by count)
+    log_seconds: float = 60.0  # at most this long without a progress line during an epoch (0: no limit)
     save_images: int = 4  # validation images drawn (detections / overlays) at the end
+    # best.pth without the optimizer / scheduler / RNG states: a third of the size with AdamW; runs resume from
+    # last.pth, which keeps everything
+    best_weights_only: bool = False
 
 
 @dataclass
@@ -241,6 +245,7 @@ _VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
     ('train.ema_decay', lambda v: 0 < v < 1, 'in (0, 1)'),
     ('train.eval_every', lambda v: v >= 1, 'at least 1 (the last epoch is always evaluated)'),
     ('train.log_every', lambda v: v >= 0, '>= 0 (0: no step lines)'),
+    ('train.log_seconds', lambda v: v >= 0, '>= 0 (0: progress lines by step count only)'),
     ('train.save_images', lambda v: v >= 0, '>= 0'),
     ('train.seed', lambda v: 0 <= v < 2 ** 32, 'in [0, 2**32 - 1]'),
     ('data.num_workers', lambda v: v >= 0, '>= 0'),

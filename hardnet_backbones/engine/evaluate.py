@@ -40,7 +40,8 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
              split: Optional[str] = None, overrides: Sequence[str] = (),
              onnx: Optional[Union[str, Path]] = None,
              open_onnx: Optional[Callable[[Union[str, Path], str], nn.Module]] = None,
-             optimize: Optional[Callable[[nn.Module, str], nn.Module]] = None) -> Dict[str, Any]:
+             optimize: Optional[Callable[[nn.Module, str], nn.Module]] = None,
+             batch_size: Optional[int] = None) -> Dict[str, Any]:
     """Evaluate a checkpoint on one split (default: the config's validation split).
 
     Args:
@@ -57,6 +58,8 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
             :class:`hardnet_backbones.deploy.OnnxRuntimeModel` (the engine imports no deployment code).
         optimize: ``optimize(model, task)`` returns the model to evaluate instead of the one as trained, e.g. in
             another precision through ``optimize_for_inference``; its ``precision`` attribute, if any, is recorded.
+        batch_size: images per batch (default: ``train.batch_size``); detectors that pad batches (R-CNN, RetinaNet,
+            FCOS) and segmenters are evaluated one image at a time whatever it is, so the metrics never depend on it.
 
     Only that split is read, and no backbone weights are downloaded (the checkpoint's replace them).
     """
@@ -84,13 +87,13 @@ def evaluate(cfg: Optional[Config], checkpoint: Union[str, Path], output: Option
             model = open_onnx(onnx, cfg.task)
             if hasattr(model, 'check_classes'):
                 model.check_classes(list(val_set.class_names), str(checkpoint))
-        metrics = task.evaluate(model, val_set, val_loader(cfg, task, val_set, dist_info), dist_info,
-                                predictions_dir)
+        loader = val_loader(cfg, task, val_set, dist_info, batch_size)
+        metrics = task.evaluate(model, val_set, loader, dist_info, predictions_dir)
         if dist_info.is_main:
             if output is not None:
                 Path(output).parent.mkdir(parents=True, exist_ok=True)
                 evaluated = dict(checkpoint=str(checkpoint), **({'onnx': str(onnx)} if onnx else {}),
-                                 precision=getattr(model, 'precision', 'float32'))
+                                 precision=getattr(model, 'precision', 'float32'), batch_size=loader.batch_size)
                 write_text_atomic(output, json.dumps(dict(evaluated, metrics=metrics), indent=2))
             if visuals_dir is not None:
                 task.save_visuals(model, val_set, visuals_dir, cfg.train.save_images)

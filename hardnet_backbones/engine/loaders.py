@@ -1,5 +1,5 @@
 """Data loaders of a run: epoch-aware shuffling for training, sharded validation, reproducible worker seeds."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
@@ -29,8 +29,9 @@ def train_and_val_loaders(
     return train_loader, validation
 
 
-def val_loader(cfg: Config, task: Task, val_set, dist_info: DistInfo) -> DataLoader:
+def val_loader(cfg: Config, task: Task, val_set, dist_info: DistInfo, batch_size: Optional[int] = None) -> DataLoader:
+    """The validation loader, in batches of ``task.val_batch_size(batch_size)``."""
     return DataLoader(
-        val_set, batch_size=task.val_batch_size(), num_workers=cfg.data.num_workers, collate_fn=task.collate,
+        val_set, batch_size=task.val_batch_size(batch_size), num_workers=cfg.data.num_workers, collate_fn=task.collate,
         sampler=ShardSampler(len(val_set), dist_info.rank, dist_info.world_size),
         generator=torch.Generator().manual_seed(cfg.train.seed))

@@ -9,8 +9,8 @@ __all__ = ['SAFE_ON_RESUME', 'config_changes', 'check_resume_changes']
 
 # keys a resumed run may change: they do not alter the trained weights of the epochs to come, except
 # train.epochs, whose schedule then stretches over the new total
-SAFE_ON_RESUME = ('output_dir', 'train.epochs', 'train.eval_every', 'train.log_every', 'train.save_images',
-                  'train.device', 'data.num_workers')
+SAFE_ON_RESUME = ('output_dir', 'train.epochs', 'train.eval_every', 'train.log_every', 'train.log_seconds',
+                  'train.save_images', 'train.best_weights_only', 'train.device', 'data.num_workers')
 
 
 def config_changes(stored: Dict[str, Any], cfg: Config) -> Dict[str, Tuple[Any, Any]]:

@@ -17,8 +17,8 @@ from ..errors import ConfigError, user_message
 from .checkpoint import load_training_checkpoint
 from .config import Config
 
-__all__ = ['RUN_FILES', 'LOG_FORMAT', 'LOCK_FILE', 'RunLock', 'setup_logging', 'has_run', 'clear_run',
-           'resume_checkpoint', 'log_failure']
+__all__ = ['RUN_FILES', 'LOG_FORMAT', 'LOCK_FILE', 'RUN_LOGGERS', 'RunLock', 'setup_logging', 'close_logging',
+           'has_run', 'clear_run', 'resume_checkpoint', 'log_failure']
 
 # what a run writes into output_dir (--overwrite removes exactly these)
 RUN_FILES = ('config.yaml', 'train.log', 'metrics.jsonl', 'history.png', 'last.pth', 'best.pth', 'results.json',
@@ -87,16 +87,32 @@ class RunLock:
             self.held = False
 
 
+# our loggers: the tools' ('hardnet.train', ...) and the library's (its warnings: "the model finds nothing yet")
+RUN_LOGGERS = ('hardnet', 'hardnet_backbones')
+
+
 def setup_logging(out_dir: Optional[Path]) -> Optional[logging.Handler]:
-    """Console logging, plus ``train.log`` in ``out_dir``; returns the file handler to remove after the run."""
+    """Console logging, plus ``train.log`` in ``out_dir`` with every line of :data:`RUN_LOGGERS`; returns the file
+    handler, for :func:`close_logging` after the run."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    logging.getLogger('hardnet').setLevel(logging.INFO)  # train.log is complete whatever the root level is
+    for name in RUN_LOGGERS:  # train.log is complete whatever the root level is
+        logging.getLogger(name).setLevel(logging.INFO)
     if out_dir is None:
         return None
     handler = logging.FileHandler(out_dir / 'train.log')
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.getLogger('hardnet').addHandler(handler)
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
     return handler
+
+
+def close_logging(handler: Optional[logging.Handler]) -> None:
+    """Detach and close the ``train.log`` handler of :func:`setup_logging` (None: nothing to do)."""
+    if handler is None:
+        return
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
 
 
 def has_run(out_dir: Path) -> bool:

@@ -56,9 +56,10 @@ class Task:
         """Total loss to minimise and its named parts (for logging)."""
         raise NotImplementedError
 
-    def val_batch_size(self) -> int:
-        """Validation batch size (per process)."""
-        return self.cfg.train.batch_size
+    def val_batch_size(self, requested: Optional[int] = None) -> int:
+        """Validation batch size (per process): ``requested`` (``evaluate --batch-size``) or ``train.batch_size``,
+        unless the task's metrics would then depend on it (a task says so, and evaluates exactly)."""
+        return requested or self.cfg.train.batch_size
 
     def batch_size(self, batch: Any) -> int:
         return len(batch[0])

@@ -33,7 +33,7 @@ from .config import Config, config_to_dict, config_to_yaml, validate_config
 from .evaluate import evaluate
 from .loaders import train_and_val_loaders
 from .resume import check_resume_changes
-from .run_folder import RUN_FILES, RunLock, clear_run, log_failure, resume_checkpoint, setup_logging
+from .run_folder import RUN_FILES, RunLock, clear_run, close_logging, log_failure, resume_checkpoint, setup_logging
 from .schedule import build_lr_lambda
 from .task import Task, create_task
 
@@ -101,6 +101,9 @@ class _Run:
 
     def load_state(self, checkpoint: Dict[str, Any], path: Path) -> None:
         """Continue from a checkpoint of this run (already checked against the config)."""
+        if checkpoint.get('optimizer') is None:
+            raise CheckpointError(f'{path} holds the weights only (train.best_weights_only), not the optimizer state '
+                                  f'a run continues from: resume from last.pth')
         try:
             self.model.load_state_dict(checkpoint['model'])
             self.optimizer.load_state_dict(checkpoint['optimizer'])
@@ -125,7 +128,7 @@ class _Run:
         self.ddp_model.train()
         sums: Dict[str, float] = {}
         images = 0
-        start = time.time()
+        start = last_line = time.time()
         bar = progress_bar(self.train_loader, desc=f'epoch {epoch + 1}/{t.epochs}', disable=not self.dist.is_main)
         for step, batch in enumerate(bar):
             with torch.autocast(self.dist.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
@@ -149,9 +152,13 @@ class _Run:
             for key, value in [('loss', loss), *named]:
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) * n
             bar.set_postfix(loss=f'{sums["loss"] / images:.4f}', lr=f'{self.optimizer.param_groups[0]["lr"]:.2e}')
-            if self.dist.is_main and t.log_every and (step + 1) % t.log_every == 0:
-                _logger.info('epoch %d step %d/%d loss %.4f', epoch + 1, step + 1, len(self.train_loader),
-                             sums['loss'] / images)
+            now = time.time()
+            due = ((t.log_every and (step + 1) % t.log_every == 0)
+                   or (t.log_seconds and now - last_line >= t.log_seconds))
+            if self.dist.is_main and due and step + 1 < len(self.train_loader):
+                last_line = now
+                _logger.info('%s', _progress_line(epoch, t.epochs, step + 1, len(self.train_loader),
+                                                  sums['loss'] / images, images * self.dist.world_size, now - start))
         totals = all_reduce_sum(torch.tensor([images] + list(sums.values()), dtype=torch.float64)).tolist()
         stats = {k: v / max(totals[0], 1) for k, v in zip(sums, totals[1:])}
         seconds = time.time() - start
@@ -169,7 +176,7 @@ class _Run:
             return
         state = self.state_dict(epoch + 1)
         if is_best:  # before last.pth: a kill in between repeats this epoch, which rewrites best.pth
-            save_atomic(state, self.out_dir / 'best.pth')
+            save_atomic(_weights_only(state) if self.cfg.train.best_weights_only else state, self.out_dir / 'best.pth')
         save_atomic(state, self.out_dir / 'last.pth')
         self.write_history_files()
 
@@ -200,14 +207,41 @@ class _Run:
         write_text_atomic(self.out_dir / 'results.json', json.dumps(results, indent=2))
 
 
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
+
+
+def _progress_line(epoch: int, epochs: int, step: int, steps: int, loss: float, images: int, elapsed: float) -> str:
+    """``epoch 3/12 step 40/120 loss 0.4123 7.9 img/s, epoch ETA 2m10s``: the line a long epoch logs."""
+    eta = elapsed / step * (steps - step)
+    return (f'epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss:.4f} {images / max(elapsed, 1e-9):.3g} img/s, '
+            f'epoch ETA {_duration(eta)}')
+
+
 def _format(record: Dict[str, Any]) -> str:
     return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items())
 
 
+_RESUME_ONLY = ('optimizer', 'scheduler', 'scaler', 'rng')
+
+
+def _weights_only(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint for inference and evaluation: the training state's entries a resume needs, emptied."""
+    return {k: None if k in _RESUME_ONLY else v for k, v in state.items()}
+
+
+def _warn_when_warmup_fills_the_run(cfg: Config) -> None:
+    t = cfg.train
+    if t.warmup_epochs and t.warmup_epochs >= t.epochs:
+        _logger.warning('train.warmup_epochs=%g covers the whole run of %d epoch(s): the learning rate never reaches '
+                        'train.lr=%g; set a shorter warm-up (e.g. --set train.warmup_epochs=0)',
+                        t.warmup_epochs, t.epochs, t.lr)
+
+
 def _remove_folder(out_dir: Path, log_file: Optional[logging.Handler]) -> None:
-    if log_file is not None:
-        logging.getLogger('hardnet').removeHandler(log_file)
-        log_file.close()
+    close_logging(log_file)
     shutil.rmtree(out_dir, ignore_errors=True)
 
 
@@ -262,6 +296,7 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
         _logger.info('Training %s (%s) on %s x%d: %d train / %d val images, %.2f M params',
                      cfg.model.name, cfg.task, dist_info.device, dist_info.world_size, len(run.train_set),
                      len(run.val_set), sum(p.numel() for p in run.model.parameters()) / 1e6)
+        _warn_when_warmup_fills_the_run(cfg)
         started = True
         metrics = run.fit()
         if dist_info.is_main:
@@ -276,8 +311,6 @@ def train(cfg: Config, resume: Union[None, bool, str, Path] = None, overwrite: b
             log_file = None
         raise
     finally:
-        if log_file is not None:
-            logging.getLogger('hardnet').removeHandler(log_file)
-            log_file.close()
+        close_logging(log_file)
         lock.release()
         cleanup_distributed()

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torchvision.models.detection.mask_rcnn import MaskRCNN
+from torchvision.models.detection.ssd import SSD
 
 from ..engine.coerce import coerce_value
 from ..engine.config import Config, DataConfig
@@ -63,6 +64,12 @@ def predicts_masks(cfg: Config) -> bool:
     return isinstance(kwargs_class, type) and issubclass(kwargs_class, MaskRCNN)
 
 
+def resizes_to_one_size(cfg: Config) -> bool:
+    """Whether the detector resizes every image to one square size (an SSD), so batches need no padding."""
+    kwargs_class = model_entry(cfg).kwargs_class
+    return isinstance(kwargs_class, type) and issubclass(kwargs_class, SSD)
+
+
 _PROPORTION = re.compile(r'thresh|fraction|rate')  # builder arguments in [0, 1]
 _COUNT = re.compile(r'size|per_img|top_?n|topk|channels')  # builder arguments of at least 1
 
@@ -92,6 +99,18 @@ def detection_input_size(cfg: Config) -> Optional[int]:
     """The square size an SSD detector resizes its images to (``model.kwargs.size`` or the model's own); None for
     the FPN detectors, which resize to ``min_size`` / ``max_size`` themselves."""
     return cfg.model.kwargs.get('size', model_entry(cfg).input_size)
+
+
+def model_kwargs_lines(cfg: Config) -> List[str]:
+    """One ``model.kwargs.<name>: default`` line per argument ``model.name`` takes through ``model.kwargs`` (what
+    ``hardnet-train CONFIG --list-kwargs`` prints)."""
+    def shown(name: str, parameter: inspect.Parameter) -> str:
+        default = 'required' if parameter.default is inspect.Parameter.empty else repr(parameter.default)
+        if name in cfg.model.kwargs:
+            return f'{cfg.model.kwargs[name]!r} (this config; default {default})'
+        return default
+    return [f'model.kwargs.{name}: {shown(name, p)}' for name, p in model_entry(cfg).parameters().items()
+            if name not in _OWN_KEYS]
 
 
 def check_model_config(cfg: Config) -> None:

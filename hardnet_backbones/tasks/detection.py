@@ -1,6 +1,7 @@
 """Detection (SSD, the FPN detectors) on COCO-format or Pascal VOC data; instance segmentation (Mask R-CNN) on COCO
 data with masks."""
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -15,7 +16,9 @@ from ..evaluation.detection import evaluate_detection
 from ..utils.distributed import DistInfo
 from ..utils.files import write_text_atomic
 from ..visualization.draw import draw_detections
-from .builtin import BuiltInTask, data_roots, detection_input_size, predicts_masks
+from .builtin import BuiltInTask, data_roots, detection_input_size, predicts_masks, resizes_to_one_size
+
+_logger = logging.getLogger(__name__)
 
 
 class DetectionTask(BuiltInTask):
@@ -56,6 +59,17 @@ class DetectionTask(BuiltInTask):
             return VOCDetectionDataset(roots, split, transform, class_names=data.class_names or VOC_CLASSES,
                                        exif_orientation=data.exif_orientation)
         raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')
+
+    def val_batch_size(self, requested: Optional[int] = None) -> int:
+        """One image per batch for the detectors that pad a batch to its largest image (R-CNN, RetinaNet, FCOS):
+        their outputs change with that padding, and a metric must not depend on the batch size (torchvision's
+        references evaluate them so too). SSDs resize every image to one square size, so any batch is exact."""
+        if resizes_to_one_size(self.cfg):
+            return super().val_batch_size(requested)
+        if requested and requested > 1:
+            _logger.info('%s is evaluated one image per batch: its outputs depend on how a batch is padded '
+                         '(--batch-size %d not used)', self.cfg.model.name, requested)
+        return 1
 
     def collate(self, batch):
         return collate_detection(batch)

@@ -1,4 +1,5 @@
 """Semantic segmentation (FCN / DeepLabV3 / LR-ASPP / FC-HarDNet) on VOC, Cityscapes, folder or shapes data."""
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -19,6 +20,8 @@ from ..utils.files import write_atomic
 from ..visualization.draw import mask_to_png, overlay_segmentation
 from .builtin import BuiltInTask, data_roots
 from .losses import SegmentationLoss
+
+_logger = logging.getLogger(__name__)
 
 # ImageNet statistics: every backbone here was (or will be) pre-trained with them
 _MEAN, _STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -90,8 +93,11 @@ class SegmentationTask(BuiltInTask):
         outputs = model(images.to(device, non_blocking=True))
         return self.criterion(outputs, masks.to(device, non_blocking=True))
 
-    def val_batch_size(self) -> int:
-        return 1  # full-resolution validation images may differ in size
+    def val_batch_size(self, requested: Optional[int] = None) -> int:
+        if requested and requested > 1:
+            _logger.info('segmentation is evaluated one image per batch: full-resolution validation images may '
+                         'differ in size (--batch-size %d not used)', requested)
+        return 1
 
     def evaluate(self, model, val_set, loader: DataLoader, dist_info: DistInfo,
                  predictions_dir: Optional[Union[str, Path]] = None) -> Dict[str, Any]:

@@ -34,9 +34,12 @@ def draw_detections(
     their class colour.
 
     ``labels`` are 1-based (0 is the background), as torchvision detectors return them. Images
-    whose short side is below ``min_side`` pixels are enlarged first so captions stay legible.
+    whose short side is below ``min_side`` pixels are enlarged first so captions stay legible. When no detection
+    reaches ``score_threshold`` the picture says so (with the best score), so that it is never taken for a drawing
+    failure.
     """
     keep = scores >= score_threshold if scores is not None else torch.ones(len(boxes), dtype=torch.bool)
+    best = float(scores.max()) if scores is not None and len(scores) else None
     boxes, labels = boxes[keep].cpu().float(), labels[keep].cpu()
     if masks is not None:
         masks = masks[keep].cpu().float().reshape(-1, *image.shape[-2:])
@@ -61,7 +64,19 @@ def draw_detections(
         drawn = draw_bounding_boxes(drawn, boxes, colors=colors, width=2)
     picture = Image.fromarray(drawn.permute(1, 2, 0).numpy())
     _draw_captions(picture, boxes.tolist(), captions, colors)
+    if not len(boxes):
+        _draw_notice(picture, f'no detection scores {score_threshold:.2f} or more'
+                     + (f' (best: {best:.2f})' if best is not None else ' (none at all)'))
     return picture
+
+
+def _draw_notice(picture: Image.Image, text: str) -> None:
+    """``text`` in white on a black band across the top-left corner."""
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default()
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.rectangle((0, 0, right - left + 8, bottom - top + 8), fill=(0, 0, 0))
+    draw.text((4, 3), text, fill=(255, 255, 255), font=font)
 
 
 Rect = Tuple[float, float, float, float]
