@@ -145,9 +145,9 @@ def _validate_at_threshold_zero(key: str, args, model, size, images, check: dict
     return dict(again, path=check['path'], score_threshold=0.0)
 
 
-def _export_int8(args, model, kind: str, name: str, out: Path, size) -> dict:
+def _export_int8(args, paths: List[Path], model, kind: str, name: str, out: Path, size) -> dict:
     """Write <name>.int8.onnx calibrated on the --calibration images; its facts for the report."""
-    inputs = calibration_images(expand_image_paths(args.calibration), kind, model, args.calibration_images)
+    inputs = calibration_images(paths, kind, model, args.calibration_images)
     path = quantize_to_onnx(model, out / f'{name}.int8.onnx', kind, inputs, size)
     _logger.info('int8: %s (%d quantized tensors, calibrated on %d images); measure its accuracy with '
                  'hardnet-evaluate --onnx %s', path, quantized_node_count(path), len(inputs), path)
@@ -161,6 +161,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     size = tuple(args.image_size)
     try:
         _check_arguments(args)
+        calibration_paths = expand_image_paths(args.calibration) if args.int8 else []
         model, kind, name, class_names, config = _build(args)
         model.eval()
         images = _validation_images(args, kind, config)
@@ -181,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 report['torchscript'] = _validate_at_threshold_zero('torchscript', args, model, size, images,
                                                                     report['torchscript'])
         if args.int8:
-            report['int8'] = _export_int8(args, model, kind, name, out, size)
+            report['int8'] = _export_int8(args, calibration_paths, model, kind, name, out, size)
             if metadata:
                 write_onnx_metadata(report['int8']['path'], metadata)
         write_text_atomic(out / f'{name}.export.json', json.dumps(report, indent=2))
