@@ -49,7 +49,7 @@ gpu-check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/python -m flake8
-	$(BIN)/python -m isort --check-only --diff hardnet_backbones tools tests benchmarks
+	$(BIN)/python -m isort --check-only --diff hardnet_backbones tools tests benchmarks hubconf.py
 	$(BIN)/python -m yamllint --strict configs .pre-commit-config.yaml .yamllint
 
 clean:

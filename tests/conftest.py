@@ -36,6 +36,15 @@ def shapes_root(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def shape_crops(tmp_path_factory):
+    """Crops of the generated shapes in class folders (15 train, 12 val, every class in both), 64 px."""
+    root = tmp_path_factory.mktemp('crops')
+    make_shapes_dataset(root, {'train': 8, 'val': 6}, image_size=(64, 80), max_shapes=3, seed=4, progress=False,
+                        layout='classification')
+    return root
+
+
+@pytest.fixture(scope='session')
 def runs(tmp_path_factory):
     """A tiny trained segmenter and a detector on shapes data whose COCO category ids are 10, 20, 30."""
     from hardnet_backbones.engine import trainer

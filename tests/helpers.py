@@ -9,6 +9,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DETECTION = ROOT / 'configs' / 'detection' / 'shapes_ssdlite320_hardnet39ds.yaml'
 SEGMENTATION = ROOT / 'configs' / 'segmentation' / 'shapes_fcn_hardnet39ds.yaml'
+CLASSIFICATION = ROOT / 'configs' / 'classification' / 'shapes_hardnet39ds.yaml'
 MODEL_NAMES = ['hardnet39ds', 'hardnet68ds', 'hardnet68', 'hardnet85']
 # to parametrize over: the largest variant's tests are slow (make test-fast leaves them out)
 MODEL_PARAMS = [*MODEL_NAMES[:3], pytest.param('hardnet85', marks=pytest.mark.slow)]
@@ -26,6 +27,13 @@ def segmentation_overrides(shapes_root, out, epochs: int = 2, workers: int = 2) 
     """``--set`` values that shrink the shapes FCN config to a run of seconds on the tiny shapes set."""
     return [f'data.root={shapes_root}', f'output_dir={out}', f'train.epochs={epochs}', 'train.batch_size=2',
             f'data.num_workers={workers}', 'data.crop_size=[64, 64]', 'train.eval_every=1', 'train.save_images=1']
+
+
+def classification_overrides(crops_root, out, epochs: int = 2, workers: int = 2) -> List[str]:
+    """``--set`` values that shrink the shapes classification config to a run of seconds on the tiny crops set."""
+    return [f'data.root={crops_root}', f'output_dir={out}', f'train.epochs={epochs}', 'train.batch_size=2',
+            f'data.num_workers={workers}', 'data.input_size=32', 'train.eval_every=1', 'train.save_images=2',
+            'train.warmup_epochs=0']
 
 
 def scale_coco_category_ids(root: Path, factor: int) -> None:

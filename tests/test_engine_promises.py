@@ -24,7 +24,9 @@ from hardnet_backbones.errors import DiskFullError
 from hardnet_backbones.utils import distributed, files
 from hardnet_backbones.utils.distributed import DistInfo
 
-from .helpers import DETECTION, ROOT, SEGMENTATION, detection_overrides, segmentation_overrides
+from .helpers import (
+    CLASSIFICATION, DETECTION, ROOT, SEGMENTATION, classification_overrides, detection_overrides,
+    segmentation_overrides)
 
 pytestmark = pytest.mark.slow
 
@@ -85,14 +87,21 @@ def _assert_same_run(out, reference):
     assert not list(out.glob('*.tmp'))
 
 
-@pytest.mark.parametrize('kind', ['detection', 'segmentation'])
-def test_killed_and_resumed_with_workers_equals_uninterrupted(shapes_root, tmp_path, monkeypatch, kind):
-    config, overrides = (DETECTION, detection_overrides) if kind == 'detection' else (
-        SEGMENTATION, segmentation_overrides)
-    trainer.train(load_config(config, overrides(shapes_root, tmp_path / 'full', epochs=3)))
+def _classification_with_mixup(root, out, epochs):  # Mixup draws from NumPy's RNG in the main process
+    return [*classification_overrides(root, out, epochs=epochs), 'data.mixup=0.2', 'data.cutmix=1.0',
+            'data.auto_augment=rand-m9-mstd0.5', 'data.reprob=0.25']
+
+
+@pytest.mark.parametrize('kind', ['detection', 'segmentation', 'classification'])
+def test_killed_and_resumed_with_workers_equals_uninterrupted(shapes_root, shape_crops, tmp_path, monkeypatch, kind):
+    config, overrides, root = {
+        'detection': (DETECTION, detection_overrides, shapes_root),
+        'segmentation': (SEGMENTATION, segmentation_overrides, shapes_root),
+        'classification': (CLASSIFICATION, _classification_with_mixup, shape_crops)}[kind]
+    trainer.train(load_config(config, overrides(root, tmp_path / 'full', epochs=3)))
     reference = _run_files(tmp_path / 'full')
 
-    cut = load_config(config, overrides(shapes_root, tmp_path / 'cut', epochs=3))
+    cut = load_config(config, overrides(root, tmp_path / 'cut', epochs=3))
     original = trainer._Run.train_one_epoch
 
     def killed_in_epoch_two(self, epoch):

@@ -141,3 +141,21 @@ def test_benchmark_refuses_missing_images_before_any_work(tmp_path, caplog):
     assert benchmark_cli.main(['--models', 'hardnet39ds', '--images', str(tmp_path / 'nowhere'),
                                '--output', str(out)]) == 2
     assert '--images: no such image file or folder' in caplog.text and not out.with_suffix('.json').exists()
+
+
+def test_the_benchmark_shows_the_time_per_operator_class():
+    from hardnet_backbones.benchmark.measure import op_class_shares
+    from hardnet_backbones.benchmark.report import op_shares_cell
+    from hardnet_backbones.deploy import optimize_for_inference
+
+    model = optimize_for_inference(timm.create_model('hardnet39ds').eval())
+    x = torch.randn(1, 3, 64, 64)
+
+    def step():
+        with torch.inference_mode():
+            model(x)
+    shares = op_class_shares(step, torch.device('cpu'))
+    assert set(shares) == {'convolution', 'concatenation', 'elementwise', 'other'}
+    assert abs(sum(shares.values()) - 1) < 1e-9 and shares['convolution'] > 0.3 and shares['concatenation'] > 0
+    assert len(op_shares_cell(shares).split(' / ')) == 4 and op_shares_cell(None) == ''
+    assert op_class_shares(lambda: None, torch.device('cpu')) is None  # no PyTorch operator (onnxruntime)

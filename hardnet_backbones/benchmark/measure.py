@@ -192,6 +192,8 @@ def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
     result[f'{mode}_images_per_s'] = batch / median
     result[f'{mode}_latency_ms_median'] = 1000 * median
     result[f'{mode}_latency_ms_p90'] = 1000 * sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
+    if mode == 'infer':
+        result['infer_op_share'] = op_class_shares(step, device)
     if device.type == 'cuda':
         result[f'{mode}_peak_mem_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
     else:
@@ -199,6 +201,40 @@ def measure_model(name: str, cfg: BenchConfig, mode: str) -> Dict[str, Any]:
         # what the timed steps added on top of the process (interpreter, libraries, model, inputs)
         result[f'{mode}_step_mem_mb'] = result[f'{mode}_peak_mem_mb'] - rss_before
     return result
+
+
+OP_CLASSES = ('convolution', 'concatenation', 'elementwise', 'other')
+_ELEMENTWISE = ('clamp', 'hardtanh', 'relu', 'add', 'mul', 'sub', 'div', 'sigmoid', 'hardswish', 'silu', 'copy_',
+                'batch_norm')
+
+
+def _op_class(name: str) -> str:
+    if 'conv' in name:
+        return 'convolution'
+    if name in ('aten::cat', 'aten::concat'):
+        return 'concatenation'
+    return 'elementwise' if any(op in name for op in _ELEMENTWISE) else 'other'
+
+
+def op_class_shares(step: Callable[[], Any], device: torch.device, iters: int = 2) -> Optional[Dict[str, float]]:
+    """Fractions of the operators' own time in convolutions, concatenations, elementwise ops (activations, adds,
+    copies) and the rest, over ``iters`` steps in torch.profiler (device time on CUDA); None when no PyTorch
+    operator ran (an onnxruntime model)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        for _ in range(iters):
+            step()
+        _sync(device)
+    totals = dict.fromkeys(OP_CLASSES, 0.0)
+    for event in prof.key_averages():
+        spent = event.self_device_time_total if device.type == 'cuda' else event.self_cpu_time_total
+        totals[_op_class(event.key)] += spent
+    whole = sum(totals.values())
+    if not whole or not totals['convolution']:
+        return None
+    return {k: v / whole for k, v in totals.items()}
 
 
 def conv_ceiling_gflops(device: str = 'cpu', precision: str = 'float32', iters: int = 5) -> Optional[float]:

@@ -1,9 +1,9 @@
 """Markdown tables of benchmark results, with the setting in the caption."""
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from .measure import BenchConfig
 
-__all__ = ['to_markdown', 'interleaved_markdown']
+__all__ = ['to_markdown', 'interleaved_markdown', 'op_shares_cell']
 
 
 def to_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '') -> str:
@@ -27,13 +27,23 @@ def to_markdown(rows: Sequence[Dict[str, Any]], cfg: BenchConfig, title: str = '
             columns += [('train_step_mem_mb', 'train step mem MB'), ('train_step_memory_ratio', 'step mem x baseline')]
     lines = [f'*{caption}*', '', '| ' + ' | '.join(c[1] for c in columns) + ' |',
              '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(columns))) + '|']
+    lines[2] += ' conv / cat / elementwise / other % |'
+    lines[3] += '---|'
     for row in rows:
         cells = []
         for key, _ in columns:
             value = row.get(key)
             cells.append(f'{value:.2f}' if isinstance(value, float) else str(value if value is not None else ''))
+        cells.append(op_shares_cell(row.get('infer_op_share')))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
+
+
+def op_shares_cell(shares: Optional[Dict[str, float]]) -> str:
+    """``58 / 26 / 14 / 2``: the inference time per operator class, in percent (empty for onnxruntime models)."""
+    if not shares:
+        return ''
+    return ' / '.join(f'{100 * shares[k]:.0f}' for k in ('convolution', 'concatenation', 'elementwise', 'other'))
 
 
 def _share(fraction) -> str:

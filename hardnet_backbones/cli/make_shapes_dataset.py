@@ -23,7 +23,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: %(default)s)')
     parser.add_argument('--layout', choices=LAYOUTS, default='coco',
                         help='coco: PNG images, COCO json, index masks; voc: a Pascal VOC folder with JPEG images, '
-                             'XML boxes (VOC ids <split>_<n>) and palette masks (default: %(default)s)')
+                             'XML boxes (VOC ids <split>_<n>) and palette masks; classification: 64 px crops of the '
+                             'shapes in <split>/<class>/ folders, for the classification task (default: %(default)s)')
     return parser
 
 

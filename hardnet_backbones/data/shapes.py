@@ -7,6 +7,9 @@ Layout written under ``root`` (deterministic for a given seed):
 - ``annotations/<split>.json``: COCO annotations of the visible part of each shape: its box and its mask
   (``segmentation`` as compressed RLE), ``file_name`` relative to ``images/<split>/`` (the COCO layout).
 
+``layout='classification'`` writes a crop around every shape of at least 8 px instead, in the ``ImageFolder``
+layout the classification task reads: ``<split>/<circle|rectangle|triangle>/<image id>_<n>.png`` (64 x 64 px).
+
 ``layout='voc'`` writes the same kind of images as a Pascal VOC folder instead: ``JPEGImages/<id>.jpg``
 (JPEG-compressed), ``Annotations/<id>.xml`` (1-based inclusive boxes; shapes under 8 px a side are
 ``difficult``, shapes touching the border ``truncated``), ``SegmentationClass/<id>.png`` (palette PNG, a
@@ -26,7 +29,9 @@ from .palettes import voc_palette
 
 __all__ = ['SHAPE_CLASSES', 'LAYOUTS', 'make_shapes_dataset']
 
-LAYOUTS = ('coco', 'voc')
+LAYOUTS = ('coco', 'voc', 'classification')
+CROP_SIZE = 64  # classification crops, pixels
+
 
 SHAPE_CLASSES = ('circle', 'rectangle', 'triangle')
 
@@ -180,12 +185,18 @@ def make_shapes_dataset(
         max_shapes: at most this many shapes per image (at least one).
         seed: the same seed writes the same files.
         progress: show a tqdm bar.
-        layout: 'coco' (PNG images, COCO json, index masks) or 'voc' (a Pascal VOC folder, see above).
+        layout: 'coco' (PNG images, COCO json, index masks), 'voc' (a Pascal VOC folder) or 'classification'
+            (crops of the shapes in class folders; the returned paths are the split folders), see above.
     """
     if layout not in LAYOUTS:
         raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
     splits = splits or {'train': 200, 'val': 50}
     root = Path(root)
+    if layout == 'classification':
+        import tempfile
+        with tempfile.TemporaryDirectory() as scenes:
+            annotations = make_shapes_dataset(scenes, splits, image_size, max_shapes, seed, progress)
+            return {split: _write_crops(Path(scenes), root, split, path) for split, path in annotations.items()}
     height, width = image_size
     out = {}
     for split_index, (split, count) in enumerate(splits.items()):
@@ -201,3 +212,22 @@ def make_shapes_dataset(
         write_split = _write_voc_split if layout == 'voc' else _write_coco_split
         out[split] = write_split(root, split, samples)
     return out
+
+
+def _write_crops(scenes: Path, root: Path, split: str, ann_file: Path) -> Path:
+    """Crops (15 % margin, ``CROP_SIZE`` px) of every shape of at least 8 px of a COCO split, one folder per class."""
+    coco = json.loads(ann_file.read_text())
+    files = {image['id']: image['file_name'] for image in coco['images']}
+    names = {c['id']: c['name'] for c in coco['categories']}
+    for name in names.values():
+        (root / split / name).mkdir(parents=True, exist_ok=True)
+    for n, ann in enumerate(coco['annotations']):
+        x, y, w, h = ann['bbox']
+        if max(w, h) < 8:
+            continue
+        pad = 0.15 * max(w, h)
+        with Image.open(scenes / 'images' / split / files[ann['image_id']]) as image:
+            crop = image.convert('RGB').crop((round(x - pad), round(y - pad), round(x + w + pad), round(y + h + pad)))
+        crop.resize((CROP_SIZE, CROP_SIZE), Image.BILINEAR).save(
+            root / split / names[ann['category_id']] / f'{ann["image_id"]:05d}_{n:05d}.png')
+    return root / split

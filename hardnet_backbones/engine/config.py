@@ -39,7 +39,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    format: str = 'coco'  # detection: coco | voc; segmentation: voc | cityscapes | folder | shapes
+    format: str = 'coco'  # detection: coco | voc; segmentation: voc | cityscapes | folder | shapes;
+    # classification: folder (root/<split>/<class>/<image>) | csv (path,label rows)
     root: Union[str, List[str]] = 'data/shapes'  # voc detection: a list of roots is joined (VOC2007 + VOC2012)
     val_root: Optional[str] = None  # root of the validation split when it differs (default: root)
     train_split: str = 'train'
@@ -52,6 +53,8 @@ class DataConfig:
     images_dir: str = 'images'  # coco: images are read from root/images_dir/<split>/<file_name>
     train_ann: Optional[str] = None  # coco: default annotations/<train_split>.json under root
     val_ann: Optional[str] = None
+    train_csv: Optional[str] = None  # csv classification: the training list (relative to root; default <split>.csv)
+    val_csv: Optional[str] = None
     num_workers: int = 2
     # detection augmentation
     photometric_p: float = 0.5
@@ -64,11 +67,20 @@ class DataConfig:
     scale_range: Tuple[float, float] = (0.5, 2.0)
     color_jitter_p: float = 0.5
     ignore_index: int = 255
+    # classification: timm's transforms (random-resized crop, flip, RandAugment / AutoAugment, random erasing) and
+    # timm's Mixup / CutMix
+    input_size: Optional[int] = None  # crop side in pixels (default: the model's pretrained config, 224)
+    auto_augment: Optional[str] = None  # timm's string, e.g. rand-m9-mstd0.5-inc1 or original
+    reprob: float = 0.0  # random erasing probability
+    mixup: float = 0.0  # mixup alpha (0: off)
+    cutmix: float = 0.0  # cutmix alpha (0: off)
 
 
 @dataclass
 class LossConfig:
-    name: str = 'cross_entropy'  # segmentation: cross_entropy | bootstrapped_cross_entropy
+    name: str = 'cross_entropy'  # segmentation: cross_entropy | bootstrapped_cross_entropy; classification:
+    # cross_entropy (soft targets under mixup / cutmix) | bce (timm's binary cross-entropy)
+    smoothing: float = 0.0  # classification: label smoothing
     aux_weight: float = 0.5
     bootstrap_min_k: int = 4096
     bootstrap_threshold: float = 0.3
@@ -87,6 +99,7 @@ class TrainConfig:
     poly_power: float = 0.9
     min_lr_ratio: float = 0.0
     clip_grad_norm: Optional[float] = None
+    layer_decay: Optional[float] = None  # layer-wise LR decay through timm's optimizer factory (group_matcher)
     amp: bool = True  # mixed precision: float16 on CUDA; with amp_dtype bfloat16 also on CPUs that have it
     amp_dtype: str = 'float16'  # float16 (CUDA, with a GradScaler) | bfloat16 (CUDA, or CPUs with AVX512_BF16/AMX)
     channels_last: bool = False
@@ -105,7 +118,7 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    task: str = 'detection'  # detection | segmentation
+    task: str = 'detection'  # detection | segmentation | classification
     output_dir: str = 'runs/exp'
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -114,10 +127,10 @@ class Config:
 
 
 _CHOICES = {
-    'task': ('detection', 'segmentation'),
-    'data.format': ('coco', 'voc', 'cityscapes', 'folder', 'shapes'),
+    'task': ('detection', 'segmentation', 'classification'),
+    'data.format': ('coco', 'voc', 'cityscapes', 'folder', 'shapes', 'csv'),
     'data.cityscapes_labels': ('labelIds', 'labelTrainIds'),
-    'loss.name': ('cross_entropy', 'bootstrapped_cross_entropy'),
+    'loss.name': ('cross_entropy', 'bootstrapped_cross_entropy', 'bce'),
     'train.optimizer': ('sgd', 'adamw'),
     'train.scheduler': ('cosine', 'poly', 'constant'),
     'train.device': ('auto', 'cpu', 'cuda'),
@@ -258,6 +271,12 @@ _VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
     ('data.scale_range', lambda v: 0 < v[0] <= v[1], '[low, high] with 0 < low <= high'),
     ('data.ignore_index', lambda v: 0 <= v <= 65535, 'in [0, 65535]'),
     ('loss.aux_weight', lambda v: v >= 0, '>= 0'),
+    ('loss.smoothing', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('data.reprob', _probability, 'a probability in [0, 1]'),
+    ('data.mixup', lambda v: v >= 0, '>= 0 (0: off)'),
+    ('data.cutmix', lambda v: v >= 0, '>= 0 (0: off)'),
+    ('data.input_size', lambda v: v is None or v >= MIN_INPUT_SIZE, f'at least {MIN_INPUT_SIZE} pixels (or null)'),
+    ('train.layer_decay', lambda v: v is None or 0 < v <= 1, 'in (0, 1] (or null)'),
     ('loss.bootstrap_min_k', lambda v: v >= 1, 'at least 1'),
     ('loss.bootstrap_threshold', lambda v: v >= 0, '>= 0'),
     ('model.num_classes', lambda v: v is None or v >= 2, 'at least 2 (or null: from the data)'),

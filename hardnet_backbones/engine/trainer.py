@@ -71,7 +71,8 @@ class _Run:
         t = cfg.train
         self.optimizer = create_optimizer_v2(
             self.model, opt=t.optimizer, lr=t.lr, weight_decay=t.weight_decay,
-            **({'momentum': t.momentum} if t.optimizer == 'sgd' else {}))
+            **({'momentum': t.momentum} if t.optimizer == 'sgd' else {}),
+            **({'layer_decay': t.layer_decay} if t.layer_decay is not None else {}))
         self.scheduler = LambdaLR(self.optimizer, build_lr_lambda(cfg, len(self.train_loader)))
         # float16 autocast on CUDA (with a GradScaler); bfloat16 on CUDA or, where the CPU has it, on the CPU
         on_cuda = dist_info.device.type == 'cuda'

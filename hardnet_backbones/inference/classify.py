@@ -1,7 +1,7 @@
 """Image classification with a HarDNet (or any timm) model: model loading and top-k prediction."""
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import timm
 import torch
@@ -76,6 +76,7 @@ def classify_images(
         class_names: Optional[Sequence[str]] = None,
         batch_size: int = 8,
         progress: bool = False,
+        transform: Optional[Callable] = None,
 ) -> List[List[Prediction]]:
     """Top-k predictions for each image file, preprocessed with the model's timm data config.
 
@@ -86,9 +87,10 @@ def classify_images(
         class_names: names by class index; ImageNet-1k names for 1000-class models by default.
         batch_size: images per forward pass.
         progress: show a progress bar.
+        transform: PIL image -> input tensor (default: timm's evaluation transform of the model's data config).
     """
     device = model_device(model)
-    transform = create_transform(**resolve_model_data_config(model), is_training=False)
+    transform = transform or create_transform(**resolve_model_data_config(model), is_training=False)
     num_classes = model.get_classifier().out_features
     if class_names is None:
         info = ImageNetInfo() if num_classes == 1000 else None

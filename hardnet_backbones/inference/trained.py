@@ -6,15 +6,18 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 import torch
 from PIL import Image
+from timm.data import create_transform
 
 from ..data.inputs import image_to_input
 from ..engine.checkpoint import load_training_checkpoint, model_weights
 from ..engine.config import Config, config_from_dict
 from ..errors import CheckpointError
+from ..models.hub import load_checkpoint_file
 from ..tasks.builtin import build_model_from_config
+from ..tasks.classification import classifier_data_config
 from ..utils.device import model_device
 
-__all__ = ['TrainedModel', 'load_trained_model']
+__all__ = ['TrainedModel', 'load_trained_model', 'is_training_checkpoint']
 
 
 @dataclass
@@ -23,9 +26,9 @@ class TrainedModel:
 
     Attributes:
         model: in eval mode, on the requested device.
-        task: ``'detection'`` or ``'segmentation'``.
+        task: ``'detection'``, ``'segmentation'`` or ``'classification'``.
         class_names: detection: the object classes (label ``i`` is ``class_names[i - 1]``, 0 is the
-            background); segmentation: every class, index order.
+            background); segmentation and classification: every class, index order.
         config: the run's config.
         category_ids: detection label -> the dataset's category id (COCO results use these).
     """
@@ -41,8 +44,23 @@ class TrainedModel:
 
     def preprocess(self, image: Union[np.ndarray, Image.Image]) -> torch.Tensor:
         """An RGB image (HWC uint8 array or PIL) -> the ``(3, H, W)`` float tensor the model takes:
-        values in [0, 1] for detectors (they normalise inside), ImageNet-normalised for segmenters."""
+        values in [0, 1] for detectors (they normalise inside), ImageNet-normalised for segmenters, and the run's
+        evaluation transform (resize by crop_pct, centre crop, normalise) for classifiers."""
+        if self.task == 'classification':
+            image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+            return self.eval_transform()(image.convert('RGB'))
         return image_to_input(image, self.task)
+
+    def eval_transform(self):
+        """Classifiers: the timm evaluation transform the run validated with (its ``data.input_size``)."""
+        return create_transform(**classifier_data_config(self.config), is_training=False)
+
+
+def is_training_checkpoint(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is a checkpoint of ``tools/train.py`` (with its config), not a bare or published state
+    dict."""
+    state = load_checkpoint_file(path)
+    return isinstance(state, dict) and isinstance(state.get('config'), dict) and 'model' in state
 
 
 def load_trained_model(

@@ -8,6 +8,7 @@ from timm.layers import freeze_batch_norm_2d
 __all__ = [
     'WeightsBackbone', 'create_feature_backbone', 'freeze_backbone_levels', 'num_backbone_levels',
     'resolve_trainable_levels', 'child_levels', 'check_detector_classes', 'check_segmenter_classes', 'MAX_CLASSES',
+    'freeze_classifier_levels',
 ]
 
 # None/False: random init; True or 'DEFAULT': the published ImageNet weights; a str path: a local checkpoint
@@ -93,3 +94,32 @@ def freeze_backbone_levels(backbone: nn.Module, trainable_levels: int) -> None:
         if level < frozen_below:
             child.requires_grad_(False)
             setattr(backbone, name, freeze_batch_norm_2d(child))
+
+
+def freeze_classifier_levels(model: nn.Module, trainable_levels: int) -> None:
+    """Freeze a timm classifier below its last ``trainable_levels`` feature levels, counted from the deepest (its
+    ``feature_info``, as ``trainable_backbone_layers`` counts them for the detectors): 0 trains the head alone (a
+    linear probe), the number of levels trains everything. Frozen parts get no gradients and frozen BatchNorm.
+
+    Raises:
+        ValueError: ``trainable_levels`` outside [0, number of levels].
+    """
+    taps = [info['module'] for info in model.feature_info]
+    if isinstance(trainable_levels, bool) or not isinstance(trainable_levels, int) or not (
+            0 <= trainable_levels <= len(taps)):
+        raise ValueError(f'trainable_backbone_layers must be an integer in [0, {len(taps)}] for '
+                         f'{type(model).__name__} (0: the head alone), got {trainable_levels!r}')
+    if trainable_levels == len(taps):
+        return
+    boundary = taps[len(taps) - trainable_levels - 1]  # the deepest level that stays frozen
+    names = [name for name, _ in model.named_parameters()]
+    last = max(i for i, name in enumerate(names) if name.startswith(boundary + '.'))
+    frozen = set(names[:last + 1])
+    for name, parameter in model.named_parameters():
+        if name in frozen:
+            parameter.requires_grad_(False)
+    for name, module in list(model.named_modules()):
+        own = list(module.parameters(recurse=False))
+        if isinstance(module, nn.BatchNorm2d) and own and not any(p.requires_grad for p in own):
+            parent_name, _, child = name.rpartition('.')
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, freeze_batch_norm_2d(module))

@@ -13,7 +13,8 @@ from torchvision.models.detection.ssd import SSD
 from ..engine.coerce import coerce_value
 from ..engine.config import Config, DataConfig
 from ..engine.task import Task
-from ..errors import CheckpointError, ConfigError, DownloadError
+from ..errors import CheckpointError, ConfigError, DownloadError, HardnetError
+from ..models.backbone import freeze_classifier_levels
 from ..models.registry import TORCHVISION_PREFIX, ModelEntry, get_model_entry, list_models
 from ..models.state_dict import match_state_dict
 
@@ -121,6 +122,12 @@ def check_model_config(cfg: Config) -> None:
         ConfigError: naming the unknown key, the closest valid one and the whole list; or the bad value.
     """
     entry = model_entry(cfg)
+    if entry.task == 'classification':  # timm's builders take **kwargs: timm checks them when building
+        for key in cfg.model.kwargs:
+            if key in _OWN_KEYS or key == 'pretrained':
+                raise ConfigError(f'model.kwargs.{key}: set it as {_OWN_KEYS.get(key, "model.weights_backbone")} '
+                                  f'instead')
+        return
     parameters = entry.parameters()
     valid = [n for n in parameters if n not in _OWN_KEYS]
     weights = cfg.model.weights_backbone
@@ -156,6 +163,8 @@ def build_model_from_config(
     """
     m = cfg.model
     entry = model_entry(cfg)
+    if cfg.task == 'classification':
+        return _build_classifier(cfg, entry, num_classes, state_dict)
     kwargs = dict(m.kwargs, num_classes=num_classes,
                   weights_backbone=m.weights_backbone if state_dict is None else None)
     if cfg.task == 'detection' and m.trainable_backbone_layers is not None:
@@ -180,6 +189,36 @@ def build_model_from_config(
             model.load_state_dict(match_state_dict(dict(state_dict), model, what=what))
         except CheckpointError as e:
             raise CheckpointError(f'{e}{_layout_hint(cfg, state_dict)}') from e
+    return model
+
+
+def _build_classifier(cfg: Config, entry: ModelEntry, num_classes: int,
+                      state_dict: Optional[Dict[str, torch.Tensor]]) -> torch.nn.Module:
+    """A timm classifier: ``model.weights_backbone`` (null, DEFAULT = the published weights, or a file) gives the
+    body and a new head sized to the data (the published head is kept for 1000 classes); ``state_dict`` (a trained
+    or published checkpoint) gives everything. ``trainable_backbone_layers`` freezes the rest."""
+    m = cfg.model
+    kwargs: Dict[str, Any] = dict(m.kwargs, num_classes=num_classes)
+    if state_dict is not None:  # the file's own head: timm keeps it when its class count is the model's
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(state_dict=dict(state_dict),
+                                                                   num_classes=num_classes))
+    elif m.weights_backbone == 'DEFAULT':
+        kwargs['pretrained'] = True
+    elif m.weights_backbone is not None:
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=m.weights_backbone))
+    try:
+        model = entry.build(**kwargs)
+    except DownloadError as e:
+        raise DownloadError(f'model.weights_backbone={m.weights_backbone}: {e.problem}. Offline, fetch the file '
+                            f'elsewhere and set model.weights_backbone=PATH', e.problem) from e
+    except (TypeError, ValueError) as e:
+        if isinstance(e, HardnetError):
+            raise
+        raise ConfigError(f'model {m.name!r}: {e}') from e
+    except RuntimeError as e:  # timm's load_state_dict: the file does not fit the model
+        raise CheckpointError(f'{m.name} with {num_classes} classes: the weights do not fit ({str(e)[:300]})') from e
+    if m.trainable_backbone_layers is not None:
+        freeze_classifier_levels(model, m.trainable_backbone_layers)
     return model
 
 

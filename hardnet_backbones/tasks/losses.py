@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import ConfigError
+
 __all__ = ['bootstrapped_cross_entropy', 'SegmentationLoss']
 
 
@@ -57,7 +59,8 @@ class SegmentationLoss(nn.Module):
                  min_k: int = 4096, threshold: float = 0.3):
         super().__init__()
         if name not in ('cross_entropy', 'bootstrapped_cross_entropy'):
-            raise ValueError(f'unknown segmentation loss {name!r}')
+            raise ConfigError(f'loss.name: {name!r} is not a segmentation loss (cross_entropy, '
+                              f'bootstrapped_cross_entropy)')
         self.name = name
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight

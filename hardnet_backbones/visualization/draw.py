@@ -8,7 +8,7 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from ..data.palettes import IGNORE_COLOR, color_palette
 
-__all__ = ['draw_detections', 'overlay_segmentation', 'mask_to_png']
+__all__ = ['draw_detections', 'overlay_segmentation', 'mask_to_png', 'draw_classification']
 
 MAX_PICTURE_SIDE = 4096
 
@@ -67,6 +67,27 @@ def draw_detections(
     if not len(boxes):
         _draw_notice(picture, f'no detection scores {score_threshold:.2f} or more'
                      + (f' (best: {best:.2f})' if best is not None else ' (none at all)'))
+    return picture
+
+
+def draw_classification(image: Image.Image, true_name: str, predicted: Sequence[Tuple[str, float]],
+                        min_side: int = 256) -> Image.Image:
+    """The image (enlarged to ``min_side`` if smaller) above a caption band: the true class, then the predicted
+    classes with their probabilities, the first green when right and red when wrong."""
+    scale = max(1.0, min_side / min(image.size))
+    if scale > 1:
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
+    font = ImageFont.load_default()
+    lines = [f'true: {true_name}'] + [f'{name} {probability:.2f}' for name, probability in predicted]
+    band = 14 * len(lines) + 6
+    picture = Image.new('RGB', (image.width, image.height + band), (255, 255, 255))
+    picture.paste(image.convert('RGB'), (0, 0))
+    draw = ImageDraw.Draw(picture)
+    for i, line in enumerate(lines):
+        color = (0, 0, 0)
+        if i == 1:
+            color = (0, 140, 0) if predicted[0][0] == true_name else (200, 0, 0)
+        draw.text((4, image.height + 3 + 14 * i), line, fill=color, font=font)
     return picture
 
 
