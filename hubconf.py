@@ -14,10 +14,10 @@ import torch as _torch  # noqa: E402
 
 import hardnet_backbones as _hardnet_backbones  # noqa: E402,F401  (registers the HarDNet models with timm)
 from hardnet_backbones.models import (  # noqa: E402,F401
-    deeplabv3_hardnet68, fasterrcnn_hardnet39ds_320_fpn, fasterrcnn_hardnet39ds_fpn, fasterrcnn_hardnet68_fpn,
-    fchardnet70, fcn_hardnet39ds, fcn_hardnet68, fcn_hardnet68ds, fcn_hardnet85, fcos_hardnet68_fpn, lraspp_hardnet39ds,
-    maskrcnn_hardnet68_fpn, retinanet_hardnet68_fpn, ssd300_hardnet68, ssd512_hardnet68, ssd512_hardnet85,
-    ssdlite320_hardnet39ds, ssdlite320_hardnet68ds)
+    centernet_hardnet68, centernet_hardnet85, deeplabv3_hardnet68, fasterrcnn_hardnet39ds_320_fpn,
+    fasterrcnn_hardnet39ds_fpn, fasterrcnn_hardnet68_fpn, fchardnet70, fcn_hardnet39ds, fcn_hardnet68, fcn_hardnet68ds,
+    fcn_hardnet85, fcos_hardnet68_fpn, lraspp_hardnet39ds, maskrcnn_hardnet68_fpn, retinanet_hardnet68_fpn,
+    ssd300_hardnet68, ssd512_hardnet68, ssd512_hardnet85, ssdlite320_hardnet39ds, ssdlite320_hardnet68ds)
 
 
 def _classifier(name: str, pretrained: bool, **kwargs) -> _torch.nn.Module:

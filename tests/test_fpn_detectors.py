@@ -13,7 +13,8 @@ from hardnet_backbones.models.backbone import child_levels
 
 from .helpers import ROOT
 
-FPN_BUILDERS = [n for n in list_models('detection') if not n.startswith('ssd')]
+# SSD: test_detection.py; CenterNet: test_centernet.py
+FPN_BUILDERS = [n for n in list_models('detection') if not n.startswith(('ssd', 'centernet'))]
 SMALL = dict(min_size=96, max_size=128)  # the models resize their images themselves: keep the tests small
 EXPECTED_LOSSES = {
     'fasterrcnn': {'loss_classifier', 'loss_box_reg', 'loss_objectness', 'loss_rpn_box_reg'},

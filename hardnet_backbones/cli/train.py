@@ -15,8 +15,8 @@ _logger = logging.getLogger('hardnet.train')
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description='Train with the shared engine; the config\'s "task" picks detection or segmentation. '
-                    'Multi-GPU / multi-node: torchrun --nproc_per_node=N tools/train.py CONFIG. '
+        description='Train with the shared engine; the config\'s "task" picks classification, detection or '
+                    'segmentation. Multi-GPU / multi-node: torchrun --nproc_per_node=N tools/train.py CONFIG. '
                     'Writes config.yaml, train.log, metrics.jsonl, history.png, last.pth/best.pth, '
                     'results.json and visuals/ into output_dir.')
     add_config_args(parser)

@@ -77,8 +77,9 @@ def model_kind(model: nn.Module) -> str:
     from torchvision.models.detection.ssd import SSD
     from torchvision.models.segmentation import FCN, LRASPP, DeepLabV3
 
+    from ..models.centernet import CenterNet
     from ..models.fchardnet import FCHarDNet
-    if isinstance(model, (GeneralizedRCNN, RetinaNet, FCOS, SSD)):
+    if isinstance(model, (GeneralizedRCNN, RetinaNet, FCOS, SSD, CenterNet)):
         return 'detection'
     if isinstance(model, (FCN, DeepLabV3, LRASPP, FCHarDNet)):
         return 'segmentation'

@@ -94,9 +94,11 @@ class TrainConfig:
     lr: float = 0.01  # for the whole (per-process batch x processes) batch
     momentum: float = 0.9
     weight_decay: float = 4e-5
-    scheduler: str = 'cosine'  # cosine | poly | constant, applied per iteration after warm-up
+    scheduler: str = 'cosine'  # cosine | poly | step | constant, applied per iteration after warm-up
     warmup_epochs: float = 0.0
     poly_power: float = 0.9
+    milestones: List[int] = field(default_factory=list)  # step: epochs at which the LR is multiplied by gamma
+    gamma: float = 0.1
     min_lr_ratio: float = 0.0
     clip_grad_norm: Optional[float] = None
     layer_decay: Optional[float] = None  # layer-wise LR decay through timm's optimizer factory (group_matcher)
@@ -132,7 +134,7 @@ _CHOICES = {
     'data.cityscapes_labels': ('labelIds', 'labelTrainIds'),
     'loss.name': ('cross_entropy', 'bootstrapped_cross_entropy', 'bce'),
     'train.optimizer': ('sgd', 'adamw'),
-    'train.scheduler': ('cosine', 'poly', 'constant'),
+    'train.scheduler': ('cosine', 'poly', 'step', 'constant'),
     'train.device': ('auto', 'cpu', 'cuda'),
     'train.amp_dtype': ('float16', 'bfloat16'),
 }
@@ -253,6 +255,9 @@ _VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
     ('train.weight_decay', lambda v: v >= 0, '>= 0'),
     ('train.warmup_epochs', lambda v: v >= 0, '>= 0'),
     ('train.poly_power', lambda v: v > 0, 'positive'),
+    ('train.milestones', lambda v: all(b > a for a, b in zip(v, v[1:])) and all(m >= 1 for m in v),
+     'increasing epochs, each at least 1'),
+    ('train.gamma', lambda v: 0 < v <= 1, 'in (0, 1]'),
     ('train.min_lr_ratio', _probability, 'in [0, 1]'),
     ('train.clip_grad_norm', lambda v: v is None or v > 0, 'positive or null'),
     ('train.ema_decay', lambda v: 0 < v < 1, 'in (0, 1)'),
@@ -296,6 +301,12 @@ def validate_config(cfg: Config) -> None:
         value = _value(cfg, key)
         if not test(value):
             raise ConfigError(f'{key}: {value!r} is invalid; it must be {requirement}')
+    if cfg.train.scheduler == 'step' and not cfg.train.milestones:
+        raise ConfigError('train.scheduler=step needs train.milestones (the epochs at which the LR drops, e.g. '
+                          '[230, 280])')
+    if cfg.train.milestones and cfg.train.milestones[-1] >= cfg.train.epochs:
+        raise ConfigError(f'train.milestones: {cfg.train.milestones} has an epoch at or past train.epochs='
+                          f'{cfg.train.epochs}: that drop would never happen')
     weights = cfg.model.weights_backbone
     if weights not in (None, 'DEFAULT') and not Path(weights).is_file():
         raise ConfigError(f'model.weights_backbone: file not found: {weights} (use null, DEFAULT or a checkpoint path)')

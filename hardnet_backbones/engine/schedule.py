@@ -1,4 +1,4 @@
-"""The learning-rate schedule: linear warm-up, then cosine / poly decay / constant, per iteration."""
+"""The learning-rate schedule: linear warm-up, then cosine / poly decay / steps / constant, per iteration."""
 import math
 
 from .config import Config
@@ -7,7 +7,8 @@ __all__ = ['build_lr_lambda']
 
 
 def build_lr_lambda(cfg: Config, steps_per_epoch: int):
-    """LR multiplier per iteration: linear warm-up, then cosine / poly decay / constant."""
+    """LR multiplier per iteration: linear warm-up, then cosine / poly decay / ``gamma`` at each milestone epoch /
+    constant."""
     t = cfg.train
     total = max(1, t.epochs * steps_per_epoch)
     warmup = int(t.warmup_epochs * steps_per_epoch)
@@ -16,6 +17,8 @@ def build_lr_lambda(cfg: Config, steps_per_epoch: int):
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if t.scheduler == 'step':
+            return t.gamma ** sum(step >= m * steps_per_epoch for m in t.milestones)
         if t.scheduler == 'cosine':
             decay = 0.5 * (1 + math.cos(math.pi * progress))
         elif t.scheduler == 'poly':

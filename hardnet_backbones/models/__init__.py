@@ -3,6 +3,7 @@
 Needs only torch, torchvision and timm. Importing it registers every builder (see :mod:`.registry`).
 """
 from .backbone import WeightsBackbone, create_feature_backbone
+from .centernet import CenterNet, CenterNet_HarDNet85_Weights, centernet_hardnet68, centernet_hardnet85
 from .fchardnet import FCHarDNet, fchardnet70
 from .fpn import HarDNetFPN, hardnet_fpn_backbone
 from .fpn_detectors import (
@@ -30,4 +31,5 @@ __all__ = [
     'ssdlite320_hardnet39ds', 'ssdlite320_hardnet68ds',
     'HarDNetFPN', 'hardnet_fpn_backbone', 'fasterrcnn_hardnet68_fpn', 'fasterrcnn_hardnet39ds_fpn',
     'fasterrcnn_hardnet39ds_320_fpn', 'retinanet_hardnet68_fpn', 'fcos_hardnet68_fpn', 'maskrcnn_hardnet68_fpn',
+    'CenterNet', 'CenterNet_HarDNet85_Weights', 'centernet_hardnet85', 'centernet_hardnet68',
 ]

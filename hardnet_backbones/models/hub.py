@@ -6,6 +6,7 @@ Files land where timm's own loader looks (``$TORCH_HOME/hub/checkpoints`` or ``c
 so timm then loads them from its cache.
 """
 import hashlib
+import json
 import logging
 import os
 import re
@@ -17,8 +18,10 @@ from urllib.parse import urlparse
 import torch
 
 from ..errors import CheckpointError, DownloadError
+from ..utils.files import write_text_atomic
 
-__all__ = ['cached_download', 'ensure_pretrained_cached', 'sha256_of', 'load_checkpoint_file', 'load_weights_file']
+__all__ = ['cached_download', 'pinned_download', 'ensure_pretrained_cached', 'sha256_of', 'load_checkpoint_file',
+           'load_weights_file', 'PINS_FILE']
 
 _logger = logging.getLogger(__name__)
 _HASH_IN_NAME = re.compile(r'-([a-f0-9]{6,64})\.')
@@ -96,6 +99,65 @@ def cached_download(
     return path
 
 
+PINS_FILE = 'hardnet_backbones_pins.json'
+
+
+def _read_pins(folder: Path) -> Dict[str, str]:
+    path = folder / PINS_FILE
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as e:
+        raise DownloadError(f'Cannot read the weights pins {path} ({e}); delete it to pin the cached files anew') from e
+
+
+def _write_pins(folder: Path, pins: Dict[str, str]) -> None:
+    write_text_atomic(folder / PINS_FILE, json.dumps(pins, indent=2, sort_keys=True))
+
+
+def pinned_download(
+        url: str,
+        cache_dir: Optional[Union[str, Path]] = None,
+        progress: bool = True,
+) -> Path:
+    """Download ``url`` once into the cache, for files published without a hash: the SHA-256 of the first file
+    used is recorded (``hardnet_backbones_pins.json`` beside it), and a different file at that name later is refused.
+
+    Raises:
+        DownloadError: the download failed, or the cached file is not the one pinned (saying how to accept it).
+        CheckpointError: the downloaded file is not a PyTorch checkpoint (a web page, a truncated file).
+    """
+    folder = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / 'checkpoints'
+    name = os.path.basename(urlparse(url).path)
+    path = folder / name
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _logger.info('Downloading %s to %s', url, path)
+        try:
+            torch.hub.download_url_to_file(url, str(path), progress=progress)
+        except (URLError, OSError) as e:
+            problem = f'could not download {url} ({e})'
+            raise DownloadError(
+                f'{problem[0].upper()}{problem[1:]}. Without network access, fetch the file elsewhere and pass it '
+                f'as a local file (weights=PATH)', problem) from e
+        try:
+            load_checkpoint_file(path)
+        except CheckpointError:
+            path.unlink(missing_ok=True)
+            raise
+    digest = sha256_of(path)
+    pins = _read_pins(folder)
+    if name not in pins:
+        pins[name] = digest
+        _write_pins(folder, pins)
+        _logger.info('Pinned %s: SHA-256 %s (a different file under this name will be refused)', path, digest)
+    elif pins[name] != digest:
+        raise DownloadError(
+            f'{path} is not the file first used under this name (SHA-256 {digest[:16]}..., pinned '
+            f'{pins[name][:16]}...): the server or the cache holds another model now. To accept it, delete the '
+            f'"{name}" entry of {folder / PINS_FILE}', f'{name} differs from its pinned SHA-256')
+    return path
+
+
 def ensure_pretrained_cached(
         variant: str,
         pretrained_cfg: Optional[Any] = None,
@@ -157,6 +219,11 @@ def load_checkpoint_file(path: Union[str, Path]) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'Checkpoint not found: {path}')
+    with open(path, 'rb') as f:
+        start = f.read(512).lstrip().lower()
+    if start.startswith((b'<!doctype', b'<html', b'<?xml', b'<head')):
+        raise CheckpointError(f'Cannot read checkpoint {path}: it is a web page, not a PyTorch file (the server '
+                              f'answered with HTML); delete it and fetch the file again')
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files

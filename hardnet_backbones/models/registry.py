@@ -50,6 +50,8 @@ class ModelEntry:
             whose constructor arguments are arguments of the builder too.
         fixed: arguments the project always sets itself (torchvision's full-model ``weights``).
         source: 'hardnet_backbones', 'torchvision' or 'timm'.
+        checkpoint_filter: ``filter(state_dict, model)`` maps a published file's keys (or ours) to the model's,
+            validated, as timm's ``checkpoint_filter_fn``; None: the keys are the model's own.
     """
     name: str
     task: str
@@ -58,6 +60,7 @@ class ModelEntry:
     kwargs_class: Optional[type] = None
     fixed: Dict[str, Any] = field(default_factory=dict)
     source: str = 'hardnet_backbones'
+    checkpoint_filter: Optional[Callable[[Dict[str, Any], nn.Module], Dict[str, Any]]] = None
 
     def arguments(self) -> List[str]:
         """Keyword arguments the model takes (those in ``fixed`` excluded), the builder's own first."""
@@ -102,6 +105,7 @@ def register_model(
         *,
         input_size: Optional[int] = None,
         kwargs_class: Optional[type] = None,
+        checkpoint_filter: Optional[Callable[[Dict[str, Any], nn.Module], Dict[str, Any]]] = None,
 ) -> Callable[[F], F]:
     """Decorator: register a builder function under its own name.
 
@@ -111,7 +115,8 @@ def register_model(
         def ssdlite320_hardnet39ds(*, num_classes=91, weights_backbone=None, **kwargs): ...
     """
     def decorate(fn: F) -> F:
-        _add(ModelEntry(fn.__name__, task, fn, input_size=input_size, kwargs_class=kwargs_class))
+        _add(ModelEntry(fn.__name__, task, fn, input_size=input_size, kwargs_class=kwargs_class,
+                        checkpoint_filter=checkpoint_filter))
         return fn
     return decorate
 

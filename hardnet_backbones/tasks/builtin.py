@@ -15,6 +15,7 @@ from ..engine.config import Config, DataConfig
 from ..engine.task import Task
 from ..errors import CheckpointError, ConfigError, DownloadError, HardnetError
 from ..models.backbone import freeze_classifier_levels
+from ..models.centernet import CenterNet
 from ..models.registry import TORCHVISION_PREFIX, ModelEntry, get_model_entry, list_models
 from ..models.state_dict import match_state_dict
 
@@ -66,8 +67,11 @@ def predicts_masks(cfg: Config) -> bool:
 
 
 def resizes_to_one_size(cfg: Config) -> bool:
-    """Whether the detector resizes every image to one square size (an SSD), so batches need no padding."""
+    """Whether the detector resizes every image to one square size (an SSD, a CenterNet that stretches its images),
+    so batches need no padding."""
     kwargs_class = model_entry(cfg).kwargs_class
+    if isinstance(kwargs_class, type) and issubclass(kwargs_class, CenterNet):
+        return not cfg.model.kwargs.get('keep_res', False)
     return isinstance(kwargs_class, type) and issubclass(kwargs_class, SSD)
 
 
@@ -167,6 +171,8 @@ def build_model_from_config(
         return _build_classifier(cfg, entry, num_classes, state_dict)
     kwargs = dict(m.kwargs, num_classes=num_classes,
                   weights_backbone=m.weights_backbone if state_dict is None else None)
+    if state_dict is not None and kwargs.get('weights') is not None:
+        kwargs['weights'] = None  # a detector's full published weights: the checkpoint holds them all already
     if cfg.task == 'detection' and m.trainable_backbone_layers is not None:
         kwargs['trainable_backbone_layers'] = m.trainable_backbone_layers
         if state_dict is None and m.weights_backbone is None and entry.source != 'torchvision':  # torchvision warns
@@ -186,7 +192,10 @@ def build_model_from_config(
     if state_dict is not None:
         what = f'{m.name} with {num_classes} classes ({cfg.task})'
         try:
-            model.load_state_dict(match_state_dict(dict(state_dict), model, what=what))
+            if entry.checkpoint_filter is not None:  # a published file in its own layout, or ours
+                model.load_state_dict(entry.checkpoint_filter(dict(state_dict), model))
+            else:
+                model.load_state_dict(match_state_dict(dict(state_dict), model, what=what))
         except CheckpointError as e:
             raise CheckpointError(f'{e}{_layout_hint(cfg, state_dict)}') from e
     return model
