@@ -364,3 +364,29 @@ def test_trains_evaluates_detects_and_exports_through_the_tools(shapes_root, tmp
     path = export_onnx(model, tmp_path / 'cn.onnx', 'detection', (64, 64), 17, dynamic=True)
     check = validate_onnx(path, model, 'detection', (64, 64), images=[torch.rand(3, 97, 131), torch.rand(3, 150, 90)])
     assert check['ok'] and check['compared_boxes'] == 40, check
+
+
+def test_the_tools_refuse_bad_centernet_input_in_one_line(shapes_root, tmp_path, caplog):
+    from hardnet_backbones.cli import evaluate as evaluate_cli
+    from hardnet_backbones.cli import train as train_cli
+
+    from .helpers import ROOT, detection_overrides
+    config = str(ROOT / 'configs' / 'detection' / 'shapes_centernet_hardnet68.yaml')
+    base = [f'--set={o}' for o in detection_overrides(shapes_root, tmp_path / 'run', epochs=2)]
+    cases = [
+        (['--set=train.scheduler=step'], 'train.scheduler=step needs train.milestones'),
+        (['--set=train.scheduler=step', '--set=train.milestones=[1, 5]'], 'at or past train.epochs=2'),
+        (['--set=model.kwargs={size: 64, weights: ' + str(tmp_path / 'none.pth') + '}'], 'not found'),
+        (['--set=model.kwargs={size: 60}'], 'multiple of 32'),
+    ]
+    for extra, message in cases:
+        caplog.clear()
+        assert train_cli.main([config, *base, *extra]) == 2, extra
+        errors = [r for r in caplog.records if r.levelname == 'ERROR']
+        assert len(errors) == 1 and message in errors[0].getMessage(), (extra, caplog.text)
+        assert not (tmp_path / 'run').exists()
+    # a published-layout file for 80 classes, evaluated on the 3-class shapes data
+    published_file(tmp_path / 'coco68.pth', 'centernet_hardnet68')
+    caplog.clear()
+    assert evaluate_cli.main([config, *base, '--checkpoint', str(tmp_path / 'coco68.pth')]) == 2
+    assert '80 heatmap classes, the model 3: build it with num_classes=81' in caplog.text

@@ -129,6 +129,28 @@ def test_a_classifier_trains_with_metrics_pictures_and_best_on_top1(cls_run):
     assert len(list((cls_run / 'visuals').glob('prediction_*.png'))) == 2
 
 
+def test_layer_decay_scales_the_lr_from_the_head_down_to_the_stem(shape_crops, tmp_path):
+    out = tmp_path / 'run'
+    assert train_cli.main(_args(shape_crops, out, 'train.layer_decay=0.5', epochs=1)) == 0
+    groups = torch.load(out / 'last.pth', weights_only=True)['optimizer']['param_groups']
+    scales = sorted({g['lr_scale'] for g in groups})
+    # HarDNet-39DS's group_matcher: the stem, one group per harmonic layer (transitions with their block), the head
+    assert len(scales) > 10 and scales[-1] == 1.0 and scales[0] == pytest.approx(0.5 ** (len(scales) - 1))
+
+
+@pytest.mark.slow
+def test_the_benchmark_measures_a_trained_classifier(cls_run, tmp_path):
+    from hardnet_backbones.cli import benchmark as benchmark_cli
+    out = tmp_path / 'bench'
+    checkpoint = str(cls_run / 'best.pth')
+    assert benchmark_cli.main(['--models', checkpoint, 'hardnet39ds', '--baseline', 'hardnet39ds', '--batch-size', '1',
+                               '--image-size', '32', '--no-train', '--warmup', '1', '--iters', '1',
+                               '--output', str(out)]) == 0
+    rows = {r['model']: r for r in json.loads(out.with_suffix('.json').read_text())['results']}
+    assert rows[checkpoint]['task'] == 'classification' and rows[checkpoint]['infer_images_per_s'] > 0
+    assert rows[checkpoint]['params_m'] < rows['hardnet39ds']['params_m']  # a 3-class head, not 1000
+
+
 @pytest.mark.slow
 def test_evaluate_classify_and_load_trained_model_agree(cls_run, shape_crops, tmp_path, capsys):
     predictions = tmp_path / 'pred'

@@ -1,6 +1,7 @@
 """The models a benchmark measures, by registry name, with variants (``hardnet68+fused+cl``) and suites."""
 import copy
 import functools
+import re
 from typing import Any, Dict, List, Tuple
 
 import torch.nn as nn
@@ -8,7 +9,7 @@ import torch.nn as nn
 from ..inference.trained import load_trained_model
 from ..models.registry import DEFAULT_NUM_CLASSES, get_model_entry
 
-__all__ = ['VARIANTS', 'SUITES', 'build_benchmark_model', 'task_of', 'split_variants', 'modes_for']
+__all__ = ['VARIANTS', 'SUITES', 'build_benchmark_model', 'task_of', 'split_variants', 'variant_kwargs', 'modes_for']
 
 # Variants, appended to a model name with '+': measured side by side with the plain model in one run.
 VARIANTS = {
@@ -23,7 +24,9 @@ VARIANTS = {
             'outputs (inference only; CPUs with AVX512_BF16 or AMX, or CUDA)',
     'os8': 'output stride 8 (segmentation builders with an output_stride argument)',
     'os16': 'output stride 16 (segmentation builders with an output_stride argument)',
+    's<N>': 'input size N, e.g. +s416 (detectors with a size argument: SSD, CenterNet)',
 }
+_SIZE_VARIANT = re.compile(r'^s(\d+)$')
 
 
 # model -> baseline, per suite (images: 224 for classification, the detector's size, 512 for segmentation)
@@ -53,6 +56,15 @@ SUITES: Dict[str, Dict[str, str]] = {
         'mobilenetv2_100': 'hardnet39ds',
     },
     'memory': {'hardnet68': 'hardnet68', 'hardnet68+ckpt': 'hardnet68'},
+    # the published HarDNet detectors against torchvision's COCO detectors (each at its own default resize)
+    'published_detectors': {
+        'torchvision:retinanet_resnet50_fpn_v2': 'torchvision:retinanet_resnet50_fpn_v2',
+        'centernet_hardnet85': 'torchvision:retinanet_resnet50_fpn_v2',
+        'centernet_hardnet85+s416': 'torchvision:retinanet_resnet50_fpn_v2',
+        'torchvision:fcos_resnet50_fpn': 'torchvision:retinanet_resnet50_fpn_v2',
+        'torchvision:fasterrcnn_resnet50_fpn_v2': 'torchvision:retinanet_resnet50_fpn_v2',
+        'torchvision:ssd300_vgg16': 'torchvision:ssd300_vgg16', 'ssd512_hardnet68': 'torchvision:ssd300_vgg16',
+    },
     'fpn': {
         'torchvision:fasterrcnn_resnet50_fpn': 'torchvision:fasterrcnn_resnet50_fpn',
         'fasterrcnn_hardnet68_fpn': 'torchvision:fasterrcnn_resnet50_fpn',
@@ -101,10 +113,21 @@ def build_benchmark_model(name: str, **kwargs: Any) -> nn.Module:
 def split_variants(name: str) -> Tuple[str, List[str]]:
     """``'hardnet68+fused+cl'`` -> ``('hardnet68', ['fused', 'cl'])``."""
     base, *variants = name.split('+')
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in VARIANTS and not _SIZE_VARIANT.match(v)]
     if unknown:
         raise ValueError(f'unknown variant(s) {unknown} in {name!r}; known: {sorted(VARIANTS)}')
     return base, variants
+
+
+def variant_kwargs(variants: List[str]) -> Dict[str, int]:
+    """Builder arguments the variants set: ``os8`` -> ``output_stride=8``, ``s416`` -> ``size=416``."""
+    kwargs = {}
+    for variant in variants:
+        if variant in ('os8', 'os16'):
+            kwargs['output_stride'] = int(variant[2:])
+        elif _SIZE_VARIANT.match(variant):
+            kwargs['size'] = int(_SIZE_VARIANT.match(variant).group(1))
+    return kwargs
 
 
 def modes_for(name: str, train: bool) -> List[str]:

@@ -26,7 +26,7 @@ from ..data.image_io import read_image
 from ..deploy import OnnxRuntimeModel, export_onnx, fuse_for_inference, optimize_for_inference, quantize_to_onnx
 from ..inference.batching import expand_image_paths
 from ..utils.cpu import cpu_supports_bfloat16, describe_cpu
-from .factory import build_benchmark_model, modes_for, split_variants, task_of
+from .factory import build_benchmark_model, modes_for, split_variants, task_of, variant_kwargs
 
 _logger = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ def _prepare(name: str, cfg: BenchConfig, mode: str) -> Tuple[Callable[[], Any],
     device = torch.device(cfg.device)
     base, variants = split_variants(name)
     task = task_of(base)
-    strides = [int(v[2:]) for v in variants if v.startswith('os')]
-    model = build_benchmark_model(base, **({'output_stride': strides[0]} if strides else {}))
+    model = build_benchmark_model(base, **variant_kwargs(variants))
     result: Dict[str, Any] = dict(model=name, task=task)
     if mode == 'infer':
         result['params_m'] = sum(p.numel() for p in model.parameters()) / 1e6

@@ -16,9 +16,8 @@ from .registry import (
 from .segmentation import (
     HarDNetSegmentationBackbone, deeplabv3_hardnet68, fcn_hardnet39ds, fcn_hardnet68, fcn_hardnet68ds, fcn_hardnet85,
     lraspp_hardnet39ds)
-from .ssd import (
-    SSDFeatureExtractorHarDNet, ssd300_hardnet68, ssd512_hardnet68, ssd512_hardnet85, ssdlite320_hardnet39ds,
-    ssdlite320_hardnet68ds)
+from .ssd import SSDFeatureExtractorHarDNet, ssd300_hardnet68, ssdlite320_hardnet39ds, ssdlite320_hardnet68ds
+from .ssd512 import SSD512_HarDNet68_Weights, SSD512_HarDNet85_Weights, ssd512_hardnet68, ssd512_hardnet85
 
 __all__ = [
     'HarDNet', 'HarDNetCfg', 'checkpoint_filter_fn', 'model_cfgs', 'FCHarDNet', 'fchardnet70',
@@ -32,4 +31,5 @@ __all__ = [
     'HarDNetFPN', 'hardnet_fpn_backbone', 'fasterrcnn_hardnet68_fpn', 'fasterrcnn_hardnet39ds_fpn',
     'fasterrcnn_hardnet39ds_320_fpn', 'retinanet_hardnet68_fpn', 'fcos_hardnet68_fpn', 'maskrcnn_hardnet68_fpn',
     'CenterNet', 'CenterNet_HarDNet85_Weights', 'centernet_hardnet85', 'centernet_hardnet68',
+    'SSD512_HarDNet68_Weights', 'SSD512_HarDNet85_Weights',
 ]

@@ -21,14 +21,14 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import freeze_batch_norm_2d
 from torchvision.models import Weights, WeightsEnum
 
 from ..errors import CheckpointError
 from .backbone import check_detector_classes, resolve_trainable_levels
 from .centernet_body import CenterNetHarDNetBackbone, CenterNetHead
 from .centernet_coding import centernet_losses, decode_detections, encode_targets, flip_merge, stretch_image
-from .hub import ensure_pretrained_cached, load_weights_file, pinned_download
+from .published_base import freeze_base_levels, imagenet_base_weights, load_base
+from .published_weights import coco_categories, resolve_weights, to_image_tensor
 from .registry import register_model
 from .state_dict import match_state_dict, unwrap_state_dict
 
@@ -218,20 +218,8 @@ def centernet_checkpoint_filter(state_dict: Dict[str, Any], model: CenterNet,
     return match_state_dict(renamed, model, adaptable=adaptable, what=f'{type(model).__name__} model')
 
 
-def _to_image_tensor(image: Any) -> torch.Tensor:
-    """A PIL image or uint8 tensor -> a float ``(3, H, W)`` tensor in [0, 1] (what the model takes)."""
-    from torchvision.transforms.functional import pil_to_tensor
-    tensor = image if isinstance(image, torch.Tensor) else pil_to_tensor(image)
-    return tensor.float() / 255 if not tensor.is_floating_point() else tensor
-
-
-def _coco_categories() -> List[str]:
-    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
-    return [c for c in FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta['categories'] if c not in ('__background__', 'N/A')]
-
-
 _COMMON_META = dict(
-    categories=_coco_categories(), num_classes=81, channel_order='BGR', mean=CENTERNET_MEAN_BGR,
+    categories=coco_categories(), num_classes=81, channel_order='BGR', mean=CENTERNET_MEAN_BGR,
     std=CENTERNET_STD_BGR, license='MIT (PingoLH/CenterNet-HarDNet)',
     recipe='https://github.com/PingoLH/CenterNet-HarDNet',
     labels='label k is the k-th COCO category in id order (1..80), as the package\'s COCO datasets number them',
@@ -243,14 +231,14 @@ class CenterNet_HarDNet85_Weights(WeightsEnum):
     fetched is pinned, and a different file at the same name later is refused)."""
     COCO_512 = Weights(
         url='https://ping-chao.com/hardnet/centernet_hardnet85_coco.pth',
-        transforms=partial(_to_image_tensor),
+        transforms=partial(to_image_tensor),
         meta=dict(_COMMON_META, input_size=512, _metrics={'COCO-test-dev': {'box_map': 44.3}, 'COCO-val2017': {
             'box_map': 44.3, 'box_map_416': 42.4}}, _docs='trained at 512 px; 42.4 AP when tested at 416 px',
             fps_gtx1080ti=45),
     )
     COCO_608 = Weights(
         url='https://ping-chao.com/hardnet/centernet_hardnet85_coco_608.pth',
-        transforms=partial(_to_image_tensor),
+        transforms=partial(to_image_tensor),
         meta=dict(_COMMON_META, input_size=608, _metrics={'COCO-test-dev': {'box_map': 45.3}, 'COCO-val2017': {
             'box_map': 44.9}}, _docs='trained at 608 px', fps_gtx1080ti=32),
     )
@@ -259,41 +247,10 @@ class CenterNet_HarDNet85_Weights(WeightsEnum):
 
 def _published_state_dict(weights: Union[CenterNet_HarDNet85_Weights, str, Path], progress: bool
                           ) -> Tuple[Dict[str, torch.Tensor], Optional[int]]:
-    """The state dict of named weights (downloaded once, pinned) or of a local file; the input size they were
-    trained at, when named."""
-    if isinstance(weights, str) and weights in CenterNet_HarDNet85_Weights.__members__:
-        weights = CenterNet_HarDNet85_Weights[weights]
-    if isinstance(weights, CenterNet_HarDNet85_Weights):
-        path = pinned_download(weights.url, progress=progress)
-        return load_weights_file(path), weights.meta['input_size']
-    return load_weights_file(weights), None
-
-
-def _backbone_state_dict(weights_backbone: Union[bool, str, Path], variant: str) -> Dict[str, torch.Tensor]:
-    """``base.*`` tensors of an ImageNet HarDNet file in the published layout (DEFAULT: the published classifier of
-    the same variant, whose first modules have this network's shapes)."""
-    if weights_backbone in (True, 'DEFAULT'):
-        path = ensure_pretrained_cached(variant)
-    else:
-        path = Path(weights_backbone)
-    return {k: v for k, v in load_weights_file(path).items() if k.startswith('base.')}
-
-
-def _load_backbone(model: CenterNet, state_dict: Dict[str, torch.Tensor]) -> None:
-    base = model.backbone.base
-    wanted = {f'{i}.{k}' for i, m in enumerate(base) for k in m.state_dict()}
-    kept = {k[len('base.'):]: v for k, v in state_dict.items() if k[len('base.'):] in wanted}
-    base.load_state_dict(match_state_dict(kept, base, what=f'CenterNet {type(base).__name__} backbone'))
-
-
-def _freeze_backbone(model: CenterNet, trainable_levels: int) -> None:
-    """Freeze the ``base`` levels below the last ``trainable_levels`` (no gradients, frozen BatchNorm)."""
-    levels = model.backbone.levels
-    frozen_below = levels[-1] + 1 - trainable_levels
-    for i, level in enumerate(levels):
-        if level < frozen_below:
-            model.backbone.base[i].requires_grad_(False)
-            model.backbone.base[i] = freeze_batch_norm_2d(model.backbone.base[i])
+    """The state dict of named weights or of a local file; the input size they were trained at, when named."""
+    named = CenterNet_HarDNet85_Weights.__members__.get(weights) if isinstance(weights, str) else weights
+    size = named.meta['input_size'] if isinstance(named, CenterNet_HarDNet85_Weights) else None
+    return resolve_weights(weights, CenterNet_HarDNet85_Weights, progress), size
 
 
 def _centernet(variant: str, *, weights: Optional[Union[str, Path, CenterNet_HarDNet85_Weights]],
@@ -322,9 +279,9 @@ def _centernet(variant: str, *, weights: Optional[Union[str, Path, CenterNet_Har
             _logger.info('%s: the %d-class heatmap head of the weights is replaced by a new %d-class one',
                          f'centernet_{variant}', published_classes - 1, num_classes - 1)
     elif weights_backbone not in (None, False):
-        _load_backbone(model, _backbone_state_dict(weights_backbone, variant))
+        load_base(model.backbone.base, imagenet_base_weights(weights_backbone, variant), 'CenterNet backbone')
     if trainable < levels:
-        _freeze_backbone(model, trainable)
+        freeze_base_levels(model.backbone.base, trainable)
     return model
 
 

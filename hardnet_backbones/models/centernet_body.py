@@ -2,13 +2,14 @@
 blocks with "context" concatenations up to stride 4, and the heatmap and box heads. Module indices inside ``base``
 are the published ones; :mod:`.centernet` renames the published top-level names to these."""
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .layers import ConvLayer, HarmonicBlock
+from .published_base import GRMUL, BaseSpec, base_levels, build_base
 
 __all__ = ['CenterNetHarDNetBackbone', 'CenterNetHead', 'context', 'HEATMAP_PRIOR_BIAS']
 
@@ -28,10 +29,7 @@ class _UpStep:
 
 @dataclass(frozen=True)
 class _CenterNetSpec:
-    stem: Tuple[int, int]
-    blocks: Tuple[Tuple[int, int], ...]  # (growth, depth) per backbone block
-    transitions: Tuple[int, ...]  # 1x1 widths after every block but the last
-    pools: Tuple[Optional[str], ...]  # after each transition: 'ceil', 'floor' or None
+    base: BaseSpec
     skip_blocks: Tuple[int, int, int]  # blocks whose outputs the neck takes (1/4, 1/8, 1/16)
     last_proj: int
     last_block: Tuple[int, int]
@@ -40,15 +38,15 @@ class _CenterNetSpec:
 
 _SPECS = {
     'hardnet85': _CenterNetSpec(
-        stem=(48, 96), blocks=((24, 8), (24, 16), (28, 16), (36, 16), (48, 16)), transitions=(192, 256, 320, 480),
-        pools=('ceil', None, 'floor', None), skip_blocks=(0, 2, 4), last_proj=256, last_block=(80, 8),
+        BaseSpec(stem=(48, 96), blocks=((24, 8), (24, 16), (28, 16), (36, 16), (48, 16)),
+                 transitions=(192, 256, 320, 480), pools=('ceil', None, 'floor', None)),
+        skip_blocks=(0, 2, 4), last_proj=256, last_block=(80, 8),
         up=(_UpStep(256, 32, 64, 8), _UpStep(192, 32, 48, 8), _UpStep(96, 0, 28, 4))),
     'hardnet68': _CenterNetSpec(
-        stem=(32, 64), blocks=((14, 8), (16, 16), (20, 16), (40, 16)), transitions=(128, 256, 320),
-        pools=('ceil', None, 'floor'), skip_blocks=(0, 2, 3), last_proj=192, last_block=(72, 8),
+        BaseSpec(stem=(32, 64), blocks=((14, 8), (16, 16), (20, 16), (40, 16)), transitions=(128, 256, 320),
+                 pools=('ceil', None, 'floor')), skip_blocks=(0, 2, 3), last_proj=192, last_block=(72, 8),
         up=(_UpStep(256, 32, 48, 8), _UpStep(128, 32, 32, 8), _UpStep(64, 0, 20, 4, concat=False))),
 }
-_GRMUL = 1.7
 
 
 def context(x: torch.Tensor) -> torch.Tensor:
@@ -72,33 +70,21 @@ class CenterNetHarDNetBackbone(nn.Module):
             raise ValueError(f'variant must be one of {sorted(_SPECS)}, got {variant!r}')
         spec = _SPECS[variant]
         act = nn.ReLU
-        base: List[nn.Module] = [ConvLayer(3, spec.stem[0], 3, stride=2, act_layer=act),
-                                 ConvLayer(spec.stem[0], spec.stem[1], 3, act_layer=act),
-                                 nn.AvgPool2d(3, stride=2, padding=1)]
-        in_chs, skip_chs = spec.stem[1], []
-        self.skip_indices: List[int] = []
-        for i, (growth, depth) in enumerate(spec.blocks):
-            block = HarmonicBlock(in_chs, growth, _GRMUL, depth, act_layer=act)
-            base.append(block)
-            if i in spec.skip_blocks:
-                self.skip_indices.append(len(base) - 1)
-                skip_chs.append(block.out_chs)
-            in_chs = block.out_chs
-            if i < len(spec.transitions):
-                base.append(ConvLayer(in_chs, spec.transitions[i], 1, act_layer=act))
-                in_chs = spec.transitions[i]
-                if spec.pools[i]:
-                    base.append(nn.AvgPool2d(2, stride=2, ceil_mode=spec.pools[i] == 'ceil'))
+        base, channels = build_base(spec.base, nn.AvgPool2d)
+        blocks_at = [i for i, m in enumerate(base) if isinstance(m, HarmonicBlock)]
+        self.skip_indices: List[int] = [blocks_at[b] for b in spec.skip_blocks]
+        skip_chs = [channels[i] for i in self.skip_indices]
+        in_chs = channels[-1]
         self.base = nn.ModuleList(base)
-        self.levels = self._levels()
+        self.levels = base_levels(self.base)
         self.last_proj = ConvLayer(in_chs, spec.last_proj, 1, act_layer=act)
         growth, depth = spec.last_block
-        self.last_block = HarmonicBlock(3 * spec.last_proj, growth, _GRMUL, depth, act_layer=act)
+        self.last_block = HarmonicBlock(3 * spec.last_proj, growth, GRMUL, depth, act_layer=act)
         in_chs = self.last_block.out_chs
         projections, blocks = [], []
         for step, skip in zip(spec.up, reversed(skip_chs)):
             projections.append(ConvLayer(in_chs + (skip if step.concat else 0), step.out_chs, 1, act_layer=act))
-            blocks.append(HarmonicBlock(3 * (step.out_chs - step.aside), step.growth, _GRMUL, step.depth,
+            blocks.append(HarmonicBlock(3 * (step.out_chs - step.aside), step.growth, GRMUL, step.depth,
                                         act_layer=act))
             in_chs = blocks[-1].out_chs
         self.up_proj = nn.ModuleList(projections)
@@ -110,15 +96,6 @@ class CenterNetHarDNetBackbone(nn.Module):
             for m in neck.modules():
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_uniform_(m.weight, nonlinearity='relu')
-
-    def _levels(self) -> List[int]:
-        """Feature level of each ``base`` module: a new level starts at every stride-2 module after the first."""
-        levels, level = [], 0
-        for i, module in enumerate(self.base):
-            strided = isinstance(module, nn.AvgPool2d) or (isinstance(module, ConvLayer) and module.conv.stride[0] == 2)
-            level += int(strided and i > 0)
-            levels.append(level)
-        return levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: List[torch.Tensor] = []

@@ -27,8 +27,7 @@ from .detection_transform import check_detector_images, check_detector_kwargs
 from .registry import register_model
 
 __all__ = [
-    'SSDFeatureExtractorHarDNet', 'ssd300_hardnet68', 'ssd512_hardnet68', 'ssd512_hardnet85',
-    'ssdlite320_hardnet39ds', 'ssdlite320_hardnet68ds',
+    'SSDFeatureExtractorHarDNet', 'ssd300_hardnet68', 'ssdlite320_hardnet39ds', 'ssdlite320_hardnet68ds',
 ]
 
 
@@ -97,12 +96,6 @@ _SSD_SPECS: Dict[str, _SSDSpec] = {
     'ssd300_hardnet68': _SSDSpec(
         'hardnet68', 300, (2, 4), 16, (512, 256, 256, 256),
         ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)), lite=False),
-    'ssd512_hardnet68': _SSDSpec(
-        'hardnet68', 512, (2, 4), 16, (512, 256, 256, 256, 256),
-        ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,)), lite=False, min_ratio=0.1),
-    'ssd512_hardnet85': _SSDSpec(
-        'hardnet85', 512, (2, 4), 16, (512, 256, 256, 256, 256),
-        ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,)), lite=False, min_ratio=0.1),
     'ssdlite320_hardnet39ds': _SSDSpec(
         'hardnet39ds', 320, (3, 4), 32, (512, 256, 256, 128),
         ((2, 3),) * 6, lite=True, min_ratio=0.2, max_ratio=0.95),
@@ -193,22 +186,6 @@ def ssd300_hardnet68(*, num_classes: int = 91, weights_backbone: WeightsBackbone
         _SSD_SPECS['ssd300_hardnet68'], num_classes, weights_backbone, trainable_backbone_layers, size, **kwargs)
 
 
-@register_model('detection', input_size=_SSD_SPECS['ssd512_hardnet68'].size, kwargs_class=SSD)
-def ssd512_hardnet68(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
-                     trainable_backbone_layers: Optional[int] = None, size: Optional[int] = None,
-                     **kwargs: Any) -> SSD:
-    return _build_ssd(
-        _SSD_SPECS['ssd512_hardnet68'], num_classes, weights_backbone, trainable_backbone_layers, size, **kwargs)
-
-
-@register_model('detection', input_size=_SSD_SPECS['ssd512_hardnet85'].size, kwargs_class=SSD)
-def ssd512_hardnet85(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
-                     trainable_backbone_layers: Optional[int] = None, size: Optional[int] = None,
-                     **kwargs: Any) -> SSD:
-    return _build_ssd(
-        _SSD_SPECS['ssd512_hardnet85'], num_classes, weights_backbone, trainable_backbone_layers, size, **kwargs)
-
-
 @register_model('detection', input_size=_SSD_SPECS['ssdlite320_hardnet39ds'].size, kwargs_class=SSD)
 def ssdlite320_hardnet39ds(*, num_classes: int = 91, weights_backbone: WeightsBackbone = None,
                            trainable_backbone_layers: Optional[int] = None, size: Optional[int] = None,
@@ -226,7 +203,5 @@ def ssdlite320_hardnet68ds(*, num_classes: int = 91, weights_backbone: WeightsBa
 
 
 ssd300_hardnet68.__doc__ = 'SSD300 on HarDNet-68 (stride 8 + dilated stride 16, 4 extra maps).' + _BUILDER_ARGS_DOC
-ssd512_hardnet68.__doc__ = 'SSD512 on HarDNet-68 (stride 8 + dilated stride 16, 5 extra maps).' + _BUILDER_ARGS_DOC
-ssd512_hardnet85.__doc__ = 'SSD512 on HarDNet-85 (stride 8 + dilated stride 16, 5 extra maps).' + _BUILDER_ARGS_DOC
 ssdlite320_hardnet39ds.__doc__ = 'SSDLite320 on HarDNet-39DS (strides 16, 32, 4 extra maps).' + _BUILDER_ARGS_DOC
 ssdlite320_hardnet68ds.__doc__ = 'SSDLite320 on HarDNet-68DS (strides 16, 32, 4 extra maps).' + _BUILDER_ARGS_DOC
