@@ -56,3 +56,11 @@ def randomize_bn_stats(model: torch.nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
             m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
             m.bias.data.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+
+
+def two_images_with_targets():
+    """Two images of different sizes in one batch, one with an object and one without, for detector contracts."""
+    images = [torch.rand(3, 96, 128), torch.rand(3, 80, 64)]
+    targets = [dict(boxes=torch.tensor([[10., 12., 60., 70.]]), labels=torch.tensor([2])),
+               dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64))]
+    return images, targets

@@ -173,10 +173,11 @@ def reference_targets(boxes, labels, classes, h, w):
     for box, cls in zip(boxes, labels):
         box = np.array(box, np.float64)
         orig_h, orig_w = box[3] - box[1], box[2] - box[0]
-        box[[0, 2]] = np.clip(box[[0, 2]], 0, w - 1)
-        box[[1, 3]] = np.clip(box[[1, 3]], 0, h - 1)
+        box[[0, 2]] = np.clip(box[[0, 2]], 0, w)
+        box[[1, 3]] = np.clip(box[[1, 3]], 0, h)
         bh, bw = box[3] - box[1], box[2] - box[0]
-        if bh <= 0 or bw <= 0 or not ((bh > 2 or bh / orig_h > 0.5) and (bw > 2 or bw / orig_w > 0.5)):
+        keeps_h, keeps_w = bh > 2 or bh / (orig_h + 0.01) > 0.5, bw > 2 or bw / (orig_w + 0.01) > 0.5
+        if bh <= 0 or bw <= 0 or not (keeps_h and keeps_w):
             continue
         r = max(0, int(reference_radius((math.ceil(bh), math.ceil(bw)))))
         ct = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])

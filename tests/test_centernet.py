@@ -316,8 +316,15 @@ def test_bad_settings_and_inputs_are_one_line():
         model([torch.rand(3, 64, 64)])
     with pytest.raises(ValueError, match=r'labels outside 1..2'):
         model([torch.rand(3, 64, 64)], [{'boxes': torch.tensor([[1.0, 1, 9, 9]]), 'labels': torch.tensor([3])}])
+    with pytest.raises(ValueError, match='got 1 images but 0 targets'):
+        model([torch.rand(3, 64, 64)], [])
     with pytest.raises(ValueError, match=r'"boxes" of shape \(N, 4\)'):
         model([torch.rand(3, 64, 64)], [{'boxes': torch.zeros(4), 'labels': torch.zeros(0, dtype=torch.int64)}])
+    model.eval()
+    with torch.no_grad():  # any image size: a 1 x 1 image is stretched too, or padded to 32 with keep_res
+        assert len(model([torch.rand(3, 1, 1)])[0]['boxes']) == 100
+        model.keep_res = True
+        assert len(model([torch.rand(3, 1, 1)])[0]['boxes']) == 100
     assert get_model_entry('centernet_hardnet85').input_size == 512
     assert math.isclose(torch.sigmoid(torch.tensor(-2.19)).item(), 0.1, abs_tol=0.001)
 

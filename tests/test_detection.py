@@ -11,6 +11,7 @@ from hardnet_backbones.data.detection import CocoDetectionDataset, VOCDetectionD
 from hardnet_backbones.data.transforms import detection_train_transform
 from hardnet_backbones.evaluation.detection import coco_map, voc_ap50
 from hardnet_backbones.models import create_model, list_models, ssdlite320_hardnet39ds
+from tests.helpers import two_images_with_targets
 
 # on timm feature backbones; the FPN detectors: test_fpn_detectors.py; the published SSD512s: test_ssd512.py
 BUILDERS = [n for n in list_models('detection') if n.startswith('ssd') and not n.startswith('ssd512')]
@@ -22,9 +23,7 @@ NUM_MAPS = {'ssd300_hardnet68': 6, 'ssdlite320_hardnet39ds': 6, 'ssdlite320_hard
 def test_builder_train_and_eval_contract(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=4, size=128)
-    images = [torch.rand(3, 96, 128), torch.rand(3, 80, 64)]  # different sizes in one batch
-    targets = [dict(boxes=torch.tensor([[10., 12., 60., 70.]]), labels=torch.tensor([2])),
-               dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64))]
+    images, targets = two_images_with_targets()
     model.train()
     losses = model(images, targets)
     assert set(losses) == {'bbox_regression', 'classification'}

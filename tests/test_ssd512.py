@@ -10,7 +10,7 @@ from hardnet_backbones.errors import CheckpointError
 from hardnet_backbones.models import create_model
 from hardnet_backbones.models.ssd512 import SSD512_HarDNet68_Weights, ssd512_checkpoint_filter
 
-from .helpers import KEYS_JSON, randomize_bn_stats
+from .helpers import KEYS_JSON, randomize_bn_stats, two_images_with_targets
 from .reference_ssd512 import ReferenceSSD512, reference_priors
 
 VARIANTS = {'ssd512_hardnet68': 68, 'ssd512_hardnet85': 85}
@@ -91,9 +91,7 @@ def test_imagenet_weights_load_into_the_base_and_bad_files_are_one_line(tmp_path
 def test_train_and_eval_contract_at_another_size(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=4, size=320)
-    images = [torch.rand(3, 96, 128), torch.rand(3, 80, 64)]
-    targets = [dict(boxes=torch.tensor([[10., 12., 60., 70.]]), labels=torch.tensor([2])),
-               dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64))]
+    images, targets = two_images_with_targets()
     model.train()
     losses = model(images, targets)
     assert set(losses) == {'bbox_regression', 'classification'}

@@ -84,8 +84,8 @@ def encode_targets(boxes: torch.Tensor, labels: torch.Tensor, num_heatmaps: int,
     """Training targets of one image on its ``height`` x ``width`` output grid.
 
     Args:
-        boxes: ``(N, 4)`` xyxy boxes on the output grid, unclipped (an object is drawn when its clipped box keeps
-            more than 2 cells or half its extent on each axis; the first ``MAX_OBJECTS`` count).
+        boxes: ``(N, 4)`` xyxy boxes on the output grid, unclipped (an object is drawn when its box clipped to the
+            grid keeps more than 2 cells or half its extent on each axis; the first ``MAX_OBJECTS`` count).
         labels: ``(N,)`` heatmap channels (0-based).
         num_heatmaps: classes of the heatmap.
         height, width: the output grid.
@@ -102,11 +102,12 @@ def encode_targets(boxes: torch.Tensor, labels: torch.Tensor, num_heatmaps: int,
     xs = torch.arange(width, dtype=torch.float64)[None].expand(height, width)
     for box, label in zip(boxes.double()[:MAX_OBJECTS].tolist(), labels[:MAX_OBJECTS].tolist()):
         x0, y0, x1, y1 = box
-        cx0, cx1 = min(max(x0, 0), width - 1), min(max(x1, 0), width - 1)
-        cy0, cy1 = min(max(y0, 0), height - 1), min(max(y1, 0), height - 1)
+        # clipped to the grid's edges (CenterNet-HarDNet clips at the map size, not at its last cell)
+        cx0, cx1 = min(max(x0, 0), width), min(max(x1, 0), width)
+        cy0, cy1 = min(max(y0, 0), height), min(max(y1, 0), height)
         h, w = cy1 - cy0, cx1 - cx0
         h_orig, w_orig = y1 - y0, x1 - x0
-        if h <= 0 or w <= 0 or not ((h > 2 or h / h_orig > 0.5) and (w > 2 or w / w_orig > 0.5)):
+        if h <= 0 or w <= 0 or not ((h > 2 or h / (h_orig + 0.01) > 0.5) and (w > 2 or w / (w_orig + 0.01) > 0.5)):
             continue
         radius = max(0, int(gaussian_radius(math.ceil(h), math.ceil(w))))
         cx, cy = (cx0 + cx1) / 2, (cy0 + cy1) / 2
