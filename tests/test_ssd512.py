@@ -81,9 +81,17 @@ def test_imagenet_weights_load_into_the_base_and_bad_files_are_one_line(tmp_path
     assert torch.equal(model.backbone.base[11].layers[3].conv.weight, state['base.11.layers.3.conv.weight'])
     assert not model.backbone.base[0].conv.weight.requires_grad and model.backbone.base[12].conv.weight.requires_grad
     coco = tmp_path / 'coco.pth'
-    torch.save(reference('ssd512_hardnet68').state_dict(), coco)
+    published = reference('ssd512_hardnet68').state_dict()
+    torch.save(published, coco)
+    with pytest.raises(ValueError, match='counts the background .* pass num_classes=81'):
+        create_model('ssd512_hardnet68', weights=coco, num_classes=80)
+    # another class count: a new class head, everything else from the file
+    tuned = create_model('ssd512_hardnet68', weights=coco, num_classes=4)
+    assert tuned.head.classification_head.module_list[0].weight.shape[0] == 6 * 4
+    assert torch.equal(tuned.head.regression_head.module_list[3].weight, published['loc.3.weight'])
+    assert torch.equal(tuned.backbone.extras[9].weight, published['extras.9.weight'])
     with pytest.raises(CheckpointError, match='the weights have 81 classes .* build it with num_classes=81'):
-        create_model('ssd512_hardnet68', weights=coco, num_classes=4)
+        ssd512_checkpoint_filter(published, create_model('ssd512_hardnet68', num_classes=4))
     assert SSD512_HarDNet68_Weights.COCO.meta['categories'][1] == 'person'
 
 

@@ -146,10 +146,12 @@ _PUBLISHED_NAMES = (('base.', 'backbone.base.'), ('bridge.', 'backbone.bridge.')
                     ('conf.', 'head.classification_head.module_list.'))
 
 
-def ssd512_checkpoint_filter(state_dict: Dict[str, Any], model: SSD) -> Dict[str, torch.Tensor]:
+def ssd512_checkpoint_filter(state_dict: Dict[str, Any], model: SSD,
+                             replace_classifier: bool = False) -> Dict[str, torch.Tensor]:
     """Published SSD512-HarDNet keys (``base.*``, ``L2Norm.weight``, ``loc.*``, ``conf.*``; with or without
     ``module.``) or ours -> this model's, validated strictly. A published file's first convolution takes BGR: its
-    input channels are reversed for the RGB images this model normalises."""
+    input channels are reversed for the RGB images this model normalises. ``replace_classifier`` leaves the class
+    head out (fine-tuning to another class count keeps everything else)."""
     tensors = unwrap_state_dict(state_dict)
     published = 'L2Norm.weight' in tensors
     renamed = {}
@@ -161,13 +163,24 @@ def ssd512_checkpoint_filter(state_dict: Dict[str, Any], model: SSD) -> Dict[str
         renamed[key] = value
     if published:
         renamed['backbone.base.0.conv.weight'] = renamed['backbone.base.0.conv.weight'].flip(1)
-    conf = renamed.get('head.classification_head.module_list.0.weight')
-    expected = model.head.classification_head.num_columns
-    if conf is not None and conf.shape[0] != _ANCHORS_PER_LOCATION[0] * expected:
-        found = conf.shape[0] // _ANCHORS_PER_LOCATION[0]
+    classifier = 'head.classification_head.'
+    if replace_classifier:
+        renamed = {k: v for k, v in renamed.items() if not k.startswith(classifier)}
+        return match_state_dict(renamed, model, adaptable=[k for k in model.state_dict() if k.startswith(classifier)],
+                                what=f'{type(model).__name__} model')
+    found, expected = weights_classes(renamed), model.head.classification_head.num_columns
+    if found is not None and found != expected:
         raise CheckpointError(f'the weights have {found} classes (the background included), the model '
                               f'{expected}: build it with num_classes={found}')
     return match_state_dict(renamed, model, what=f'{type(model).__name__} model')
+
+
+def weights_classes(state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+    """The class count (background included) of SSD512 weights, published or ours; None if it has no class head."""
+    for key in ('conf.0.weight', 'head.classification_head.module_list.0.weight'):
+        if key in state_dict:
+            return state_dict[key].shape[0] // _ANCHORS_PER_LOCATION[0]
+    return None
 
 
 _META = dict(categories=['__background__', *coco_categories()], num_classes=81, input_size=512,
@@ -196,7 +209,13 @@ _WEIGHTS = {'hardnet68': SSD512_HarDNet68_Weights, 'hardnet85': SSD512_HarDNet85
 def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional[int],
             weights_backbone: WeightsBackbone, trainable_backbone_layers: Optional[int], size: Optional[int],
             **kwargs: Any) -> SSD:
-    num_classes = num_classes or (81 if weights is not None else 91)
+    state_dict = resolve_weights(weights, _WEIGHTS[variant], progress) if weights is not None else None
+    published_classes = weights_classes(unwrap_state_dict(state_dict)) if state_dict is not None else None
+    num_classes = num_classes or published_classes or 91
+    if published_classes is not None and num_classes == published_classes - 1:
+        raise ValueError(f'num_classes={num_classes}: the weights have {num_classes} object classes, and num_classes '
+                         f'counts the background as for every detector here: pass num_classes={published_classes} '
+                         f'(or leave it out); another count fine-tunes a new class head')
     check_detector_classes(num_classes)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < _MIN_SIZE):
         raise ValueError(f'size must be an integer of at least {_MIN_SIZE} pixels (the last extra layer, a 4x4 '
@@ -212,8 +231,13 @@ def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional
     levels = backbone.levels[-1] + 1
     pretrained = weights is not None or weights_backbone not in (None, False)
     trainable = resolve_trainable_levels(trainable_backbone_layers, pretrained, levels, 3)
-    if weights is not None:
-        model.load_state_dict(ssd512_checkpoint_filter(resolve_weights(weights, _WEIGHTS[variant], progress), model))
+    if state_dict is not None:
+        replace = published_classes is not None and published_classes != num_classes
+        model.load_state_dict(ssd512_checkpoint_filter(state_dict, model, replace_classifier=replace),
+                              strict=not replace)
+        if replace:
+            _logger.info('ssd512_%s: the %d-class head of the weights is replaced by a new %d-class one', variant,
+                         published_classes, num_classes)
     elif weights_backbone not in (None, False):
         bridge = (len(backbone.base) - 1,) if _SPECS[variant].bridge_in_base else ()
         load_base(backbone.base, imagenet_base_weights(weights_backbone, variant), 'SSD512 backbone', optional=bridge)
@@ -227,7 +251,8 @@ _DOC = """
         weights: ``'COCO'`` (or :class:`{enum}`): the published COCO weights, downloaded once and pinned; or a local
             file (published or ours).
         progress: show a download progress bar.
-        num_classes: classes with the background (default: 81 with weights, else 91).
+        num_classes: classes with the background (default: the weights', else 91). Another count than the
+            weights' replaces the class head and keeps the rest (fine-tuning).
         weights_backbone: ImageNet weights for ``base`` (DEFAULT: the published {variant} classifier; or a file in
             the published layout).
         trainable_backbone_layers: ``base`` levels trained, counted from the deepest (0-4; default 3 with weights).
