@@ -267,6 +267,12 @@ def test_fine_tuning_from_coco_weights_replaces_the_heatmap_head_only(tmp_path):
     assert frozen and all(n.startswith('backbone.base.') for n in frozen)
     assert all(p.requires_grad for p in model.backbone.base[13].parameters())  # the deepest level trains
     assert not any(p.requires_grad for p in model.backbone.base[9].parameters())
+    # from a file of ours (another run's weights) the same way
+    ours = tmp_path / 'ours.pth'
+    torch.save(model.state_dict(), ours)
+    again = create_model('centernet_hardnet85', weights=ours, num_classes=6)
+    assert again.head.heatmap[2].weight.shape[0] == 5
+    assert torch.equal(again.head.box[2].weight, published['module.wh.2.weight'])
 
 
 def test_named_weights_download_once_and_are_pinned(tmp_path, monkeypatch):

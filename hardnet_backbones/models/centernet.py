@@ -258,8 +258,10 @@ def _centernet(variant: str, *, weights: Optional[Union[str, Path, CenterNet_Har
                trainable_backbone_layers: Optional[int], size: Optional[int], **kwargs: Any) -> CenterNet:
     state_dict, trained_size = _published_state_dict(weights, progress) if weights is not None else (None, None)
     published_classes = None
-    if state_dict is not None and 'hm.2.weight' in unwrap_state_dict(state_dict):
-        published_classes = unwrap_state_dict(state_dict)['hm.2.weight'].shape[0] + 1
+    tensors = unwrap_state_dict(state_dict) if state_dict is not None else {}
+    for key in ('hm.2.weight', 'head.heatmap.2.weight'):  # a published file, or one of ours
+        if key in tensors:
+            published_classes = tensors[key].shape[0] + 1
     if num_classes is None:
         num_classes = published_classes or 81
     if published_classes is not None and num_classes == published_classes - 1:
