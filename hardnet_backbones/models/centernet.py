@@ -13,7 +13,6 @@ Labels follow the package's convention for detectors: ``num_classes`` counts the
 classes), label ``k`` is heatmap channel ``k - 1``; on COCO json data that is the k-th category in id order, so
 the published weights evaluate on COCO with no mapping.
 """
-import logging
 from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -28,15 +27,13 @@ from .backbone import check_detector_classes, resolve_trainable_levels
 from .centernet_body import CenterNetHarDNetBackbone, CenterNetHead
 from .centernet_coding import centernet_losses, decode_detections, encode_targets, flip_merge, stretch_image
 from .published_base import freeze_base_levels, imagenet_base_weights, load_base
-from .published_weights import coco_categories, resolve_weights, to_image_tensor
+from .published_weights import classes_with_weights, coco_categories, resolve_weights, to_image_tensor
 from .registry import register_model
-from .state_dict import match_state_dict, unwrap_state_dict
+from .state_dict import match_state_dict, rename_prefixes, unwrap_state_dict
 
 __all__ = ['CenterNet', 'CenterNet_HarDNet85_Weights',
            'centernet_hardnet85', 'centernet_hardnet68', 'centernet_checkpoint_filter', 'CENTERNET_MEAN_BGR',
            'CENTERNET_STD_BGR']
-
-_logger = logging.getLogger(__name__)
 
 # the published normalisation, in BGR order, for images in [0, 1]
 CENTERNET_MEAN_BGR = (0.40789654, 0.44719302, 0.47026115)
@@ -198,13 +195,7 @@ def centernet_checkpoint_filter(state_dict: Dict[str, Any], model: CenterNet,
     """Published CenterNet-HarDNet keys (``base.*``, ``hm.*``, ...; with or without ``module.``) or ours -> this
     model's keys, validated strictly (missing, unexpected, shapes). ``replace_heatmap`` leaves the heatmap head
     out (fine-tuning to another class count keeps everything else)."""
-    renamed = {}
-    for key, value in unwrap_state_dict(state_dict).items():
-        for old, new in _PUBLISHED_NAMES:
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
-        renamed[key] = value
+    renamed = rename_prefixes(unwrap_state_dict(state_dict), _PUBLISHED_NAMES)
     if replace_heatmap:
         renamed = {k: v for k, v in renamed.items() if not k.startswith('head.heatmap.')}
         adaptable = [k for k in model.state_dict() if k.startswith('head.heatmap.')]
@@ -262,24 +253,16 @@ def _centernet(variant: str, *, weights: Optional[Union[str, Path, CenterNet_Har
     for key in ('hm.2.weight', 'head.heatmap.2.weight'):  # a published file, or one of ours
         if key in tensors:
             published_classes = tensors[key].shape[0] + 1
-    if num_classes is None:
-        num_classes = published_classes or 81
-    if published_classes is not None and num_classes == published_classes - 1:
-        raise ValueError(f'num_classes={num_classes}: the weights have {num_classes} heatmap classes, and num_classes '
-                         f'counts the background as for every detector here: pass num_classes={published_classes} '
-                         f'(or leave it out); another count fine-tunes a new heatmap head')
+    num_classes, replace = classes_with_weights(num_classes, published_classes, 81, f'centernet_{variant}',
+                                                'heatmap head')
     size = size or trained_size or 512
     model = CenterNet(CenterNetHarDNetBackbone(variant), num_classes, size=size, **kwargs)
     levels = model.backbone.levels[-1] + 1
     trainable = resolve_trainable_levels(trainable_backbone_layers, weights is not None or weights_backbone not in (
         None, False), levels, 3)
     if state_dict is not None:
-        replace = published_classes is not None and published_classes != num_classes
         model.load_state_dict(centernet_checkpoint_filter(state_dict, model, replace_heatmap=replace),
                               strict=not replace)
-        if replace:
-            _logger.info('%s: the %d-class heatmap head of the weights is replaced by a new %d-class one',
-                         f'centernet_{variant}', published_classes - 1, num_classes - 1)
     elif weights_backbone not in (None, False):
         load_base(model.backbone.base, imagenet_base_weights(weights_backbone, variant), 'CenterNet backbone')
     if trainable < levels:

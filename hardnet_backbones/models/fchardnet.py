@@ -19,7 +19,7 @@ from .backbone import check_segmenter_classes
 from .hub import load_weights_file
 from .layers import MIN_INPUT_SIZE, ConvLayer, HarmonicBlock, check_image_input, default_init
 from .registry import register_model
-from .state_dict import match_state_dict, remap_by_position, unwrap_state_dict
+from .state_dict import match_state_dict, remap_by_position, rename_prefixes, unwrap_state_dict
 
 torch.fx.wrap('check_image_input')  # a leaf for symbolic tracing here too
 
@@ -119,13 +119,7 @@ def fchardnet_checkpoint_filter(
     With ``encoder_only`` (the ImageNet 'petite' backbone file), only ``encoder.*`` keys are expected
     and returned.
     """
-    state_dict = unwrap_state_dict(state_dict)
-    renamed = {}
-    for key, value in state_dict.items():
-        for old, new in _ORIGINAL_NAMES:
-            if key.startswith(old):
-                key = new + key[len(old):]
-        renamed[key] = value
+    renamed = rename_prefixes(unwrap_state_dict(state_dict), _ORIGINAL_NAMES)
     renamed = remap_by_position(renamed, 'base', model.encoder, 'encoder')
     if encoder_only:
         encoder = {k[len('encoder.'):]: v for k, v in renamed.items() if k.startswith('encoder.')}

@@ -53,6 +53,14 @@ def _verify(path: Path, expected: str, url: str) -> None:
             f'The file is corrupt or not the published one; delete it and download again.')
 
 
+def _download_failed(url: str, error: Exception, local_option: str) -> DownloadError:
+    """The one-line error of a download that failed, with the offline fix (``local_option`` names where a local
+    file goes)."""
+    problem = f'could not download {url} ({error})'
+    return DownloadError(f'{problem[0].upper()}{problem[1:]}. Without network access, fetch the file elsewhere and '
+                         f'pass it as a local file ({local_option}).', problem)
+
+
 def cached_download(
         url: str,
         sha256: Optional[str] = None,
@@ -86,11 +94,7 @@ def cached_download(
             raise DownloadError(f'SHA-256 mismatch for {url}: {e}. The download is corrupt or not the published '
                                 f'file; nothing was kept.', f'SHA-256 mismatch for {url}') from e
         except (URLError, OSError) as e:
-            problem = f'could not download {url} ({e})'
-            raise DownloadError(
-                f'{problem[0].upper()}{problem[1:]}. Without network access, fetch the file elsewhere and '
-                f'pass it as a local file (pretrained_cfg_overlay=dict(file=PATH) or --checkpoint PATH).',
-                problem) from e
+            raise _download_failed(url, e, 'pretrained_cfg_overlay=dict(file=PATH) or --checkpoint PATH') from e
     try:
         _verify(path, expected, url)
     except DownloadError:
@@ -135,10 +139,7 @@ def pinned_download(
         try:
             torch.hub.download_url_to_file(url, str(path), progress=progress)
         except (URLError, OSError) as e:
-            problem = f'could not download {url} ({e})'
-            raise DownloadError(
-                f'{problem[0].upper()}{problem[1:]}. Without network access, fetch the file elsewhere and pass it '
-                f'as a local file (weights=PATH)', problem) from e
+            raise _download_failed(url, e, 'weights=PATH') from e
         try:
             load_checkpoint_file(path)
         except CheckpointError:

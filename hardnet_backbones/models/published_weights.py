@@ -1,14 +1,18 @@
 """What the published detector weights share: torchvision-style ``Weights`` entries without a published hash,
-resolved to a state dict (named weights downloaded once and pinned, or a local file)."""
+resolved to a state dict (named weights downloaded once and pinned, or a local file), and the class count a
+detector is built with from them."""
+import logging
 from pathlib import Path
-from typing import Any, Dict, List, Type, Union
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from torchvision.models import WeightsEnum
 
 from .hub import load_weights_file, pinned_download
 
-__all__ = ['coco_categories', 'to_image_tensor', 'resolve_weights']
+__all__ = ['coco_categories', 'to_image_tensor', 'resolve_weights', 'classes_with_weights']
+
+_logger = logging.getLogger(__name__)
 
 
 def coco_categories() -> List[str]:
@@ -33,3 +37,26 @@ def resolve_weights(weights: Union[str, Path, WeightsEnum], enum: Type[WeightsEn
     if isinstance(weights, enum):
         return load_weights_file(pinned_download(weights.url, progress=progress))
     return load_weights_file(weights)
+
+
+def classes_with_weights(num_classes: Optional[int], file_classes: Optional[int], default: int, model: str,
+                         head: str) -> Tuple[int, bool]:
+    """The class count (the background counted) to build ``model`` with from weights of ``file_classes`` classes
+    (None: no weights, or no class head in them): ``num_classes`` if given, else the file's, else ``default``; and
+    whether the file's ``head`` is replaced by a new one (another count than the file's: fine-tuning).
+
+    Raises:
+        ValueError: ``num_classes`` one below the file's, i.e. the background left out of the count.
+    """
+    num_classes = num_classes or file_classes or default
+    if file_classes is None:
+        return num_classes, False
+    if num_classes == file_classes - 1:
+        raise ValueError(f'num_classes={num_classes}: the weights have {num_classes} object classes, and num_classes '
+                         f'counts the background as for every detector here: pass num_classes={file_classes} '
+                         f'(or leave it out); another count fine-tunes a new {head}')
+    replace = num_classes != file_classes
+    if replace:
+        _logger.info('%s: the %s of the weights (%d classes, the background counted) is replaced by a new one for %d',
+                     model, head, file_classes, num_classes)
+    return num_classes, replace

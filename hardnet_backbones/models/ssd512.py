@@ -9,7 +9,6 @@ the means (104, 117, 123) on the 0-255 scale; here the RGB image goes through to
 (123, 117, 104) / 255 and std 1 / 255, and the first convolution's input channels are reversed on loading, which
 is the same computation.
 """
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
@@ -28,14 +27,12 @@ from .backbone import WeightsBackbone, check_detector_classes, resolve_trainable
 from .detection_transform import check_detector_images, check_detector_kwargs
 from .layers import ConvLayer
 from .published_base import BaseSpec, base_levels, build_base, freeze_base_levels, imagenet_base_weights, load_base
-from .published_weights import coco_categories, resolve_weights, to_image_tensor
+from .published_weights import classes_with_weights, coco_categories, resolve_weights, to_image_tensor
 from .registry import register_model
-from .state_dict import match_state_dict, unwrap_state_dict
+from .state_dict import match_state_dict, rename_prefixes, unwrap_state_dict
 
 __all__ = ['SSD512HarDNetBackbone', 'L2Norm', 'SSD512_HarDNet68_Weights', 'SSD512_HarDNet85_Weights',
            'ssd512_hardnet68', 'ssd512_hardnet85', 'ssd512_checkpoint_filter', 'published_ssd512_anchors']
-
-_logger = logging.getLogger(__name__)
 
 # the published input: BGR - (104, 117, 123) on 0-255; in RGB order for torchvision's transform
 SSD512_MEAN_RGB = (123 / 255, 117 / 255, 104 / 255)
@@ -154,13 +151,7 @@ def ssd512_checkpoint_filter(state_dict: Dict[str, Any], model: SSD,
     head out (fine-tuning to another class count keeps everything else)."""
     tensors = unwrap_state_dict(state_dict)
     published = 'L2Norm.weight' in tensors
-    renamed = {}
-    for key, value in tensors.items():
-        for old, new in _PUBLISHED_NAMES:
-            if published and key.startswith(old):
-                key = new + key[len(old):]
-                break
-        renamed[key] = value
+    renamed = rename_prefixes(tensors, _PUBLISHED_NAMES) if published else dict(tensors)
     if published:
         renamed['backbone.base.0.conv.weight'] = renamed['backbone.base.0.conv.weight'].flip(1)
     classifier = 'head.classification_head.'
@@ -211,11 +202,7 @@ def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional
             **kwargs: Any) -> SSD:
     state_dict = resolve_weights(weights, _WEIGHTS[variant], progress) if weights is not None else None
     published_classes = weights_classes(unwrap_state_dict(state_dict)) if state_dict is not None else None
-    num_classes = num_classes or published_classes or 91
-    if published_classes is not None and num_classes == published_classes - 1:
-        raise ValueError(f'num_classes={num_classes}: the weights have {num_classes} object classes, and num_classes '
-                         f'counts the background as for every detector here: pass num_classes={published_classes} '
-                         f'(or leave it out); another count fine-tunes a new class head')
+    num_classes, replace = classes_with_weights(num_classes, published_classes, 91, f'ssd512_{variant}', 'class head')
     check_detector_classes(num_classes)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < _MIN_SIZE):
         raise ValueError(f'size must be an integer of at least {_MIN_SIZE} pixels (the last extra layer, a 4x4 '
@@ -232,12 +219,8 @@ def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional
     pretrained = weights is not None or weights_backbone not in (None, False)
     trainable = resolve_trainable_levels(trainable_backbone_layers, pretrained, levels, 3)
     if state_dict is not None:
-        replace = published_classes is not None and published_classes != num_classes
         model.load_state_dict(ssd512_checkpoint_filter(state_dict, model, replace_classifier=replace),
                               strict=not replace)
-        if replace:
-            _logger.info('ssd512_%s: the %d-class head of the weights is replaced by a new %d-class one', variant,
-                         published_classes, num_classes)
     elif weights_backbone not in (None, False):
         bridge = (len(backbone.base) - 1,) if _SPECS[variant].bridge_in_base else ()
         load_base(backbone.base, imagenet_base_weights(weights_backbone, variant), 'SSD512 backbone', optional=bridge)

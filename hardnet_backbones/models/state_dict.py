@@ -1,6 +1,6 @@
 """State-dict helpers shared by the checkpoint filters: unwrapping, remapping by module order, validation."""
 import re
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -8,7 +8,7 @@ from timm.models import clean_state_dict
 
 from ..errors import CheckpointError
 
-__all__ = ['unwrap_state_dict', 'remap_by_position', 'match_state_dict', 'preview_keys']
+__all__ = ['unwrap_state_dict', 'rename_prefixes', 'remap_by_position', 'match_state_dict', 'preview_keys']
 
 
 def preview_keys(keys: Sequence[str], limit: int = 8) -> str:
@@ -26,6 +26,19 @@ def unwrap_state_dict(checkpoint: Dict[str, Any], use_ema: bool = True) -> Dict[
             checkpoint = checkpoint[key]
             break
     return clean_state_dict(checkpoint)
+
+
+def rename_prefixes(state_dict: Dict[str, torch.Tensor], names: Sequence[Tuple[str, str]]) -> Dict[str, torch.Tensor]:
+    """Keys starting with an ``old`` prefix of ``names`` (the first that matches) get its ``new`` prefix instead;
+    the others pass through unchanged."""
+    renamed = {}
+    for key, value in state_dict.items():
+        for old, new in names:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
 
 
 def remap_by_position(

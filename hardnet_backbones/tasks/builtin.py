@@ -183,8 +183,7 @@ def build_model_from_config(
     try:
         model = entry.build(**kwargs)
     except DownloadError as e:
-        raise DownloadError(f'model.weights_backbone={m.weights_backbone}: {e.problem}. Offline, fetch the file '
-                            f'elsewhere and set model.weights_backbone=PATH', e.problem) from e
+        raise _offline_backbone_error(m.weights_backbone, e) from e
     except ValueError as e:  # the builders' own checks: unknown name, num_classes, output_stride, ...
         if isinstance(e, ConfigError):
             raise
@@ -199,6 +198,11 @@ def build_model_from_config(
         except CheckpointError as e:
             raise CheckpointError(f'{e}{_layout_hint(cfg, state_dict)}') from e
     return model
+
+
+def _offline_backbone_error(weights_backbone: Any, error: DownloadError) -> DownloadError:
+    return DownloadError(f'model.weights_backbone={weights_backbone}: {error.problem}. Offline, fetch the file '
+                         f'elsewhere and set model.weights_backbone=PATH', error.problem)
 
 
 def _build_classifier(cfg: Config, entry: ModelEntry, num_classes: int,
@@ -218,8 +222,7 @@ def _build_classifier(cfg: Config, entry: ModelEntry, num_classes: int,
     try:
         model = entry.build(**kwargs)
     except DownloadError as e:
-        raise DownloadError(f'model.weights_backbone={m.weights_backbone}: {e.problem}. Offline, fetch the file '
-                            f'elsewhere and set model.weights_backbone=PATH', e.problem) from e
+        raise _offline_backbone_error(m.weights_backbone, e) from e
     except (TypeError, ValueError) as e:
         if isinstance(e, HardnetError):
             raise
