@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-fast test-timm test-min lint gpu-check precision-bench clean
+.PHONY: install demo test test-fast test-timm test-min lint gpu-check precision-bench app-screenshots clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test-min:
 # the precision measurements of docs/deployment.md, on a CPU with AVX512_BF16 or AMX (refused elsewhere)
 precision-bench: $(STAMP)
 	bash benchmarks/cpu/precision_targets.sh
+
+# docs/images/app_*.png, taken by the browser test (headless chromium: apt-get install chromium chromium-driver)
+app-screenshots: $(STAMP)
+	HARDNET_REQUIRE_BROWSER=1 HARDNET_APP_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/test_app_browser.py
 
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py

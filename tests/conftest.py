@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite: one generated shapes set, one pair of tiny trained runs, private caches."""
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ import hardnet_backbones  # noqa: F401  (registers the models with timm)
 from hardnet_backbones.data.shapes import make_shapes_dataset
 
 from .helpers import (
-    DETECTION, KEYS_JSON, SEGMENTATION, detection_overrides, scale_coco_category_ids, segmentation_overrides)
+    CLASSIFICATION, DETECTION, KEYS_JSON, SEGMENTATION, classification_overrides, detection_overrides,
+    scale_coco_category_ids, segmentation_overrides)
 from .reference_hardnet import RefHarDNet
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -57,6 +59,27 @@ def runs(tmp_path_factory):
     trainer.train(load_config(SEGMENTATION, segmentation_overrides(data, root / 'seg', epochs=1, workers=0)))
     trainer.train(load_config(DETECTION, detection_overrides(data, root / 'det', epochs=1, workers=0)))
     return dict(data=data, seg=root / 'seg' / 'last.pth', det=root / 'det' / 'last.pth')
+
+
+@pytest.fixture(scope='session')
+def app_runs(runs, shape_crops, tmp_path_factory):
+    """A folder of runs as a person keeps them: a detector, a segmenter with an int8 export in its folder, and a
+    classifier, each a copy of a tiny trained run; and an image of their data."""
+    from hardnet_backbones.cli import export as export_cli
+    from hardnet_backbones.engine import trainer
+    from hardnet_backbones.engine.config import load_config
+
+    root = tmp_path_factory.mktemp('app_runs')
+    shutil.copytree(runs['det'].parent, root / 'shapes' / 'det')
+    shutil.copytree(runs['seg'].parent, root / 'shapes' / 'seg')
+    trainer.train(load_config(CLASSIFICATION, classification_overrides(shape_crops, root / 'cls', epochs=1,
+                                                                       workers=0)))
+    images = runs['data'] / 'images' / 'train'
+    assert export_cli.main(['--checkpoint', str(root / 'shapes' / 'seg' / 'last.pth'), '--int8', '--calibration',
+                            str(images), '--calibration-images', '2', '--image-size', '64', '64', '--no-torchscript',
+                            '--output', str(root / 'shapes' / 'seg' / 'export')]) == 0
+    image = sorted((runs['data'] / 'images' / 'val').iterdir())[0]
+    return dict(root=root, image=image, crops=shape_crops)
 
 
 @pytest.fixture(scope='session')

@@ -1,5 +1,6 @@
 """What several test modules share: paths, the tiny-run overrides of the shipped configs, model helpers."""
 import json
+import socket
 from pathlib import Path
 from typing import List, Sequence
 
@@ -64,3 +65,10 @@ def two_images_with_targets():
     targets = [dict(boxes=torch.tensor([[10., 12., 60., 70.]]), labels=torch.tensor([2])),
                dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64))]
     return images, targets
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at the moment, on the loopback address."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]

@@ -24,6 +24,7 @@ LAYERS = (
     ('inference',),
     ('benchmark',),
     ('cli',),
+    ('app',),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 MAX_MODULE_LINES = 400

@@ -3,7 +3,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -137,10 +137,13 @@ def add_precision_arg(parser: argparse.ArgumentParser) -> None:
 def precision_optimizer(args: argparse.Namespace) -> Optional[Callable[[torch.nn.Module, str], torch.nn.Module]]:
     """What ``--precision`` does to the trained model before it runs: ``optimize(model, task)``, or None for
     float32 (the model as trained). Refuses ``--precision`` with ``--onnx``, whose file has its own."""
-    precision = args.precision
+    return _optimizer(args.precision, args.onnx)
+
+
+def _optimizer(precision: str, onnx: Optional[str]) -> Optional[Callable[[torch.nn.Module, str], torch.nn.Module]]:
     if precision == 'float32':
         return None
-    if args.onnx:
+    if onnx:
         raise ConfigError(f'--precision {precision} is for the PyTorch model; an --onnx file has its own')
     from ..deploy import optimize_for_inference
 
@@ -153,20 +156,30 @@ def precision_optimizer(args: argparse.Namespace) -> Optional[Callable[[torch.nn
     return optimize
 
 
+def load_for_prediction(checkpoint: Union[str, Path], task: str, device: str = 'cpu', precision: str = 'float32',
+                        onnx: Optional[Union[str, Path]] = None):
+    """The :class:`~hardnet_backbones.inference.TrainedModel` of a run's checkpoint, run the way the prediction
+    tools run it: as trained (float32), in ``precision`` as :func:`optimize_for_inference` makes it, or as the
+    ONNX file ``onnx`` exported from it (e.g. its int8 file) in onnxruntime on the CPU."""
+    from ..inference.trained import load_trained_model
+
+    optimize = _optimizer(precision, onnx)
+    trained = load_trained_model(checkpoint, 'cpu' if onnx else device, task=task)
+    if onnx:
+        from ..deploy import OnnxRuntimeModel
+        trained.model = OnnxRuntimeModel(onnx, task)
+        trained.model.check_classes(trained.class_names, str(checkpoint))
+    elif optimize is not None:
+        trained.model = optimize(trained.model, task)
+    return trained
+
+
 def prepare_prediction(args: argparse.Namespace, task: str):
     """``(image paths, TrainedModel, output folder)`` from the arguments of :func:`add_prediction_args`."""
     from ..inference.batching import expand_image_paths
-    from ..inference.trained import load_trained_model
 
     paths = expand_image_paths(args.images)
-    optimize = precision_optimizer(args)
-    trained = load_trained_model(args.checkpoint, 'cpu' if args.onnx else args.device, task=task)
-    if args.onnx:
-        from ..deploy import OnnxRuntimeModel
-        trained.model = OnnxRuntimeModel(args.onnx, task)
-        trained.model.check_classes(trained.class_names, args.checkpoint)
-    elif optimize is not None:
-        trained.model = optimize(trained.model, task)
+    trained = load_for_prediction(args.checkpoint, task, args.device, args.precision, args.onnx)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return paths, trained, out_dir

@@ -10,9 +10,9 @@ import torch
 from ..data.image_io import read_image_array
 from ..evaluation.detection import CONFIDENT_SCORE, predictions_to_coco
 from ..inference.batching import batched
+from ..inference.results import detections_of
 from ..utils.files import write_atomic, write_text_atomic
 from ..utils.progress import progress_bar
-from ..visualization.draw import draw_detections
 from .common import USER_ERRORS, add_prediction_args, positive_int, prepare_prediction, probability, report_user_error
 
 _logger = logging.getLogger('hardnet.detect')
@@ -49,15 +49,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 for path, image, pred in zip(chunk, tensors, outputs):
                     image_id = len(images) + 1
                     images.append(dict(id=image_id, file_name=str(path), width=image.shape[2], height=image.shape[1]))
-                    keep = pred['scores'] >= args.score_threshold
-                    kept = {k: v[keep].cpu() for k, v in pred.items()}
-                    picture = draw_detections(image, *(pred[k].cpu() for k in ('boxes', 'labels', 'scores')),
-                                              trained.class_names, args.score_threshold,
-                                              masks=pred['masks'].cpu() if 'masks' in pred else None)
-                    write_atomic(out_dir / f'{path.stem}.png', lambda f: picture.save(f, format='PNG'))
-                    report[str(path)] = [dict(box=b, label=trained.class_names[int(lbl) - 1], score=s) for b, lbl, s
-                                         in zip(*(kept[k].tolist() for k in ('boxes', 'labels', 'scores')))]
-                    coco_results += predictions_to_coco([image_id], [kept], trained.category_ids)
+                    found = detections_of(image, pred, trained.class_names, args.score_threshold)
+                    write_atomic(out_dir / f'{path.stem}.png', lambda f: found.picture.save(f, format='PNG'))
+                    report[str(path)] = found.rows
+                    coco_results += predictions_to_coco([image_id], [found.kept], trained.category_ids)
                     bar.update(1)
         write_text_atomic(out_dir / 'detections.json', json.dumps(report, indent=2))
         write_text_atomic(out_dir / 'detections_coco.json', json.dumps(coco_results))

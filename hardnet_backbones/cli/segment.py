@@ -10,11 +10,12 @@ import torch
 
 from ..data.image_io import read_image_array
 from ..data.palettes import color_palette
+from ..inference.results import segmentation_of
 from ..inference.windows import SEGMENT_MODES, segment_logits
 from ..models.layers import MIN_INPUT_SIZE
 from ..utils.files import write_atomic, write_text_atomic
 from ..utils.progress import progress_bar
-from ..visualization.draw import mask_to_png, overlay_segmentation
+from ..visualization.draw import mask_to_png
 from .common import USER_ERRORS, add_prediction_args, output_file, positive_int, prepare_prediction, report_user_error
 
 _logger = logging.getLogger('hardnet.segment')
@@ -71,14 +72,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             raw = read_image_array(path)
             logits = segment_logits(trained.model, trained.preprocess(raw).to(trained.device), args.mode, window,
                                     args.batch_size)
-            classes = logits.argmax(0).cpu()
-            write_atomic(out_dir / f'{path.stem}.png', lambda f: mask_to_png(classes, palette).save(f, format='PNG'))
-            overlay = overlay_segmentation(raw, classes, trained.class_names, ignore_index=ignore)
-            write_atomic(out_dir / f'{path.stem}_overlay.png', lambda f: overlay.save(f, format='PNG'))
-            counts = torch.bincount(classes.flatten(), minlength=len(trained.class_names)).double()
+            result = segmentation_of(raw, logits, trained.class_names, ignore)
+            write_atomic(out_dir / f'{path.stem}.png',
+                         lambda f: mask_to_png(result.classes, palette).save(f, format='PNG'))
+            write_atomic(out_dir / f'{path.stem}_overlay.png', lambda f: result.overlay.save(f, format='PNG'))
             report[str(path)] = dict(width=raw.shape[1], height=raw.shape[0], mode=args.mode,
-                                     class_shares={n: float(c) for n, c in zip(trained.class_names,
-                                                                               counts / counts.sum())})
+                                     class_shares=result.shares)
         if args.output_json:
             Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(args.output_json, json.dumps(report, indent=2))

@@ -6,6 +6,7 @@ from typing import Callable, List, Optional, Sequence, Union
 import timm
 import torch
 import torch.nn as nn
+from PIL import Image
 from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 
 from ..data.image_io import read_image
@@ -15,7 +16,7 @@ from ..utils.device import model_device
 from ..utils.progress import progress_bar
 from .batching import batched
 
-__all__ = ['Prediction', 'create_classifier_model', 'classify_images']
+__all__ = ['Prediction', 'create_classifier_model', 'classify_images', 'top_classes']
 
 
 @dataclass
@@ -68,7 +69,34 @@ def create_classifier_model(
     return model.to(device).eval()
 
 
+def _class_names(model: nn.Module, class_names: Optional[Sequence[str]]) -> Sequence[str]:
+    if class_names is not None:
+        return class_names
+    num_classes = model.get_classifier().out_features
+    info = ImageNetInfo() if num_classes == 1000 else None
+    return [info.index_to_description(i) if info else f'class {i}' for i in range(num_classes)]
+
+
 @torch.inference_mode()
+def top_classes(
+        model: nn.Module,
+        images: Sequence[Image.Image],
+        topk: int = 5,
+        class_names: Optional[Sequence[str]] = None,
+        transform: Optional[Callable] = None,
+) -> List[List[Prediction]]:
+    """Top-k predictions for each decoded RGB image, in one forward pass (see :func:`classify_images`)."""
+    transform = transform or create_transform(**resolve_model_data_config(model), is_training=False)
+    class_names = _class_names(model, class_names)
+    batch = torch.stack([transform(image) for image in images]).to(model_device(model))
+    results = []
+    for probs in model(batch).float().softmax(-1):
+        values, indices = probs.topk(min(topk, len(probs)))
+        results.append([Prediction(int(i), class_names[int(i)], float(p))
+                        for p, i in zip(values.tolist(), indices.tolist())])
+    return results
+
+
 def classify_images(
         model: nn.Module,
         paths: Sequence[Union[str, Path]],
@@ -89,19 +117,11 @@ def classify_images(
         progress: show a progress bar.
         transform: PIL image -> input tensor (default: timm's evaluation transform of the model's data config).
     """
-    device = model_device(model)
     transform = transform or create_transform(**resolve_model_data_config(model), is_training=False)
-    num_classes = model.get_classifier().out_features
-    if class_names is None:
-        info = ImageNetInfo() if num_classes == 1000 else None
-        class_names = [info.index_to_description(i) if info else f'class {i}' for i in range(num_classes)]
+    class_names = _class_names(model, class_names)
     results = []
     with progress_bar(total=len(paths), desc='classify', unit='image', disable=not progress) as bar:
         for chunk in batched(list(paths), batch_size):
-            batch = torch.stack([transform(read_image(path)) for path in chunk]).to(device)
-            for probs in model(batch).softmax(-1):
-                values, indices = probs.topk(min(topk, num_classes))
-                results.append([Prediction(int(i), class_names[int(i)], float(p))
-                                for p, i in zip(values.tolist(), indices.tolist())])
+            results += top_classes(model, [read_image(path) for path in chunk], topk, class_names, transform)
             bar.update(len(chunk))
     return results
