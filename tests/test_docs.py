@@ -119,7 +119,8 @@ def test_the_readme_is_a_front_page():
     text = (ROOT / 'README.md').read_text()
     assert len(text.splitlines()) <= README_MAX_LINES
     assert 'make test' in text and 'make demo' in text
-    for page in ('models', 'training', 'data', 'inference', 'deployment', 'benchmarks', 'architecture'):
+    for page in ('models', 'training', 'data', 'inference', 'deployment', 'benchmarks', 'architecture', 'app',
+                 'bad_input'):
         assert f'docs/{page}.md' in text
 
 
