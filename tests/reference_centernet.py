@@ -206,3 +206,56 @@ def reference_focal(logits, gt):
     neg_loss = (torch.log(1 - pred) * torch.pow(pred, 2) * torch.pow(1 - gt, 4) * neg).sum()
     n = pos.sum()
     return -neg_loss if n == 0 else -(pos_loss + neg_loss) / n
+
+
+# the published training augmentation, written as the CornerNet / CenterNet data code does it: an affine matrix from
+# three point pairs, the image warped in BGR, boxes through the matrix, colour functions on BGR floats, in place
+EIG_VAL = np.array([0.2141788, 0.01817699, 0.00341571], dtype=np.float32)
+EIG_VEC_BGR = np.array([[-0.58752847, -0.69563484, 0.41340352],
+                        [-0.5832747, 0.00994535, -0.81221408],
+                        [-0.56089297, 0.71832671, 0.41158938]], dtype=np.float32)
+
+
+def _affine_from_points(scale_x, scale_y, shift_x, shift_y):
+    import cv2
+    src = np.array([[0, 0], [1, 0], [0, 1]], np.float32)
+    dst = np.array([[shift_x, shift_y], [shift_x + scale_x, shift_y], [shift_x, shift_y + scale_y]], np.float32)
+    return cv2.getAffineTransform(src, dst)
+
+
+def _blend(alpha, image1, image2):
+    image1 *= alpha
+    image2 *= (1 - alpha)
+    image1 += image2
+
+
+def reference_augment(image_rgb, boxes, size, scale_x, scale_y, shift_x, shift_y, flip, color_order, factors,
+                      lighting):
+    """(image RGB float, boxes) of the published augmentation with every random draw given."""
+    import cv2
+    image = image_rgb[:, :, ::-1].copy()  # the original reads BGR
+    trans = _affine_from_points(scale_x, scale_y, shift_x, shift_y)
+    inp = cv2.warpAffine(image, trans, (size, size), flags=cv2.INTER_LINEAR)
+    out_boxes = []
+    for box in boxes:
+        x0, y0 = trans @ np.array([box[0], box[1], 1.0])
+        x1, y1 = trans @ np.array([box[2], box[3], 1.0])
+        if flip:
+            x0, x1 = size - x1, size - x0
+        out_boxes.append([x0, y0, x1, y1])
+    if flip:
+        inp = inp[:, ::-1, :]
+    inp = inp.astype(np.float32) / 255.
+    if color_order is not None:
+        gs = cv2.cvtColor(inp, cv2.COLOR_BGR2GRAY)
+        gs_mean = gs.mean()
+        for name in color_order:
+            alpha = factors[name]
+            if name == 'brightness':
+                inp *= alpha
+            elif name == 'contrast':
+                _blend(alpha, inp, gs_mean)
+            else:
+                _blend(alpha, inp, gs[:, :, None].copy())
+        inp += np.dot(EIG_VEC_BGR, EIG_VAL * np.asarray(lighting, np.float32))
+    return inp[:, :, ::-1], np.array(out_boxes, np.float32).reshape(-1, 4)

@@ -56,7 +56,10 @@ class DataConfig:
     train_csv: Optional[str] = None  # csv classification: the training list (relative to root; default <split>.csv)
     val_csv: Optional[str] = None
     num_workers: int = 2
-    # detection augmentation
+    # detection augmentation: auto (centernet for the CenterNet models, ssd for the others) | ssd (photometric,
+    # zoom-out, IoU crop, flip) | centernet (the published random scale, aspect and shift, flip, CornerNet's colour
+    # jitter and lighting with probability photometric_p)
+    augmentation: str = 'auto'
     photometric_p: float = 0.5
     zoom_out_max: float = 4.0
     zoom_out_p: float = 0.5
@@ -272,6 +275,7 @@ _VALUE_CHECKS: Tuple[Tuple[str, Any, str], ...] = (
     ('data.hflip_p', _probability, 'a probability in [0, 1]'),
     ('data.color_jitter_p', _probability, 'a probability in [0, 1]'),
     ('data.zoom_out_max', lambda v: v >= 1, '>= 1'),
+    ('data.augmentation', lambda v: v in ('auto', 'ssd', 'centernet'), 'auto, ssd or centernet'),
     ('data.crop_size', lambda v: min(v) >= MIN_INPUT_SIZE, f'at least {MIN_INPUT_SIZE} pixels on each side'),
     ('data.scale_range', lambda v: 0 < v[0] <= v[1], '[low, high] with 0 < low <= high'),
     ('data.ignore_index', lambda v: 0 <= v <= 65535, 'in [0, 65535]'),

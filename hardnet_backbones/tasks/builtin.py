@@ -66,12 +66,18 @@ def predicts_masks(cfg: Config) -> bool:
     return isinstance(kwargs_class, type) and issubclass(kwargs_class, MaskRCNN)
 
 
+def is_centernet(cfg: Config) -> bool:
+    """Whether ``model.name`` is a CenterNet."""
+    kwargs_class = model_entry(cfg).kwargs_class
+    return isinstance(kwargs_class, type) and issubclass(kwargs_class, CenterNet)
+
+
 def resizes_to_one_size(cfg: Config) -> bool:
     """Whether the detector resizes every image to one square size (an SSD, a CenterNet that stretches its images),
     so batches need no padding."""
-    kwargs_class = model_entry(cfg).kwargs_class
-    if isinstance(kwargs_class, type) and issubclass(kwargs_class, CenterNet):
+    if is_centernet(cfg):
         return not cfg.model.kwargs.get('keep_res', False)
+    kwargs_class = model_entry(cfg).kwargs_class
     return isinstance(kwargs_class, type) and issubclass(kwargs_class, SSD)
 
 

@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.centernet_transforms import CenterNetTrainTransform
 from ..data.detection import VOC_CLASSES, CocoDetectionDataset, VOCDetectionDataset, collate_detection
 from ..data.transforms import detection_train_transform
 from ..engine.task import register_task
@@ -16,7 +17,7 @@ from ..evaluation.detection import evaluate_detection
 from ..utils.distributed import DistInfo
 from ..utils.files import write_text_atomic
 from ..visualization.draw import draw_detections
-from .builtin import BuiltInTask, data_roots, detection_input_size, predicts_masks, resizes_to_one_size
+from .builtin import BuiltInTask, data_roots, detection_input_size, is_centernet, predicts_masks, resizes_to_one_size
 
 _logger = logging.getLogger(__name__)
 
@@ -37,13 +38,7 @@ class DetectionTask(BuiltInTask):
         roots = data_roots(data, train)
         if len(roots) > 1 and data.format != 'voc':
             raise ConfigError(f'data.root: a list of roots is for the voc format, not {data.format}')
-        transform = None
-        if train:
-            transform = detection_train_transform(
-                detection_input_size(self.cfg),
-                photometric_p=data.photometric_p,
-                zoom_out_max=data.zoom_out_max, zoom_out_p=data.zoom_out_p, iou_crop=data.iou_crop,
-                hflip_p=data.hflip_p)
+        transform = self._train_transform() if train else None
         if data.format == 'coco':
             if data.class_names is not None:
                 raise ConfigError('data.class_names: COCO data takes its class names from "categories"; remove the key')
@@ -59,6 +54,24 @@ class DetectionTask(BuiltInTask):
             return VOCDetectionDataset(roots, split, transform, class_names=data.class_names or VOC_CLASSES,
                                        exif_orientation=data.exif_orientation)
         raise ConfigError(f'data.format: {data.format!r} is not a detection format (coco, voc)')
+
+    def _train_transform(self):
+        data = self.cfg.data
+        augmentation = data.augmentation
+        if augmentation == 'auto':
+            augmentation = 'centernet' if is_centernet(self.cfg) else 'ssd'
+        if augmentation == 'centernet':
+            if predicts_masks(self.cfg):
+                raise ConfigError(f'data.augmentation: centernet moves boxes only, and {self.cfg.model.name} learns '
+                                  f'instance masks; use data.augmentation=ssd')
+            size = detection_input_size(self.cfg)
+            if size is None:
+                raise ConfigError(f'data.augmentation: centernet fills a square canvas, and {self.cfg.model.name} '
+                                  f'has no square input size; use data.augmentation=ssd')
+            return CenterNetTrainTransform(size, hflip_p=data.hflip_p, color_p=data.photometric_p)
+        return detection_train_transform(
+            detection_input_size(self.cfg), photometric_p=data.photometric_p, zoom_out_max=data.zoom_out_max,
+            zoom_out_p=data.zoom_out_p, iou_crop=data.iou_crop, hflip_p=data.hflip_p)
 
     def val_batch_size(self, requested: Optional[int] = None) -> int:
         """One image per batch for the detectors that pad a batch to its largest image (R-CNN, RetinaNet, FCOS):
