@@ -90,3 +90,33 @@ def reference_priors():
                 out += [cx, cy, s * math.sqrt(ar), s / math.sqrt(ar)]
                 out += [cx, cy, s / math.sqrt(ar), s * math.sqrt(ar)]
     return torch.tensor(out).view(-1, 4).clamp(0, 1)
+
+
+def reference_decode(loc, priors, variances=(0.1, 0.2)):
+    """The published decoding: offsets relative to the priors (cx, cy, w, h) -> relative corners, no clamping."""
+    centres = priors[:, :2] + loc[:, :2] * variances[0] * priors[:, 2:]
+    sizes = priors[:, 2:] * torch.exp(loc[:, 2:] * variances[1])
+    return torch.cat([centres - sizes / 2, centres + sizes / 2], 1)
+
+
+def reference_detect(boxes, scores, thresh=0.02, nms_iou=0.45, per_class=50, per_image=200):
+    """The published test loop on one image: for each class above the threshold, NMS then the first per_class;
+    over the image, every detection scoring at least the per_image-th best score. Rows: (class, score, box)."""
+    from torchvision.ops import nms
+    found = []
+    for j in range(1, scores.shape[1]):
+        inds = torch.nonzero(scores[:, j] > thresh).flatten()
+        if len(inds) == 0:
+            continue
+        c_boxes, c_scores = boxes[inds], scores[inds, j]
+        keep = nms(c_boxes, c_scores, nms_iou)[:per_class]
+        found += [(j, float(c_scores[k]), c_boxes[k].tolist()) for k in keep]
+    if len(found) > per_image:
+        image_thresh = sorted(s for _, s, _ in found)[-per_image]
+        found = [f for f in found if f[1] >= image_thresh]
+    return found
+
+
+def reference_coco_results(found):
+    """The published COCO json rows of reference_detect's output: [x1, y1, x2 - x1 + 1, y2 - y1 + 1]."""
+    return [(j, s, [b[0], b[1], b[2] - b[0] + 1, b[3] - b[1] + 1]) for j, s, b in found]

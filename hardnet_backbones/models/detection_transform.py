@@ -14,14 +14,31 @@ from .backbone import check_detector_classes
 from .layers import MIN_INPUT_SIZE
 
 __all__ = ['CheckedTransform', 'check_detector_images', 'check_detector_kwargs', 'check_detector_settings',
-           'MAX_IMAGE_SIDE']
+           'init_parameters', 'MAX_IMAGE_SIDE']
 
 # the largest side a detector may resize its images to: a 8192 x 8192 float image batch is already ~800 MB
 MAX_IMAGE_SIDE = 8192
 _PROPORTION = re.compile(r'(?:thresh|fraction)$')  # settings in [0, 1]
-_COUNT = re.compile(r'(?:top_n_(?:train|test)|per_img|per_image|topk_candidates)$')  # settings of at least 1
+# settings of at least 1
+_COUNT = re.compile(r'(?:top_n_(?:train|test)|per_img|per_image|topk_candidates|per_class_detections)$')
 
 _SET_BY_BUILDERS = ('self', 'backbone', 'num_classes', 'anchor_generator', 'size', 'head', 'kwargs')
+
+
+def init_parameters(cls: type) -> List[inspect.Parameter]:
+    """The named parameters of ``cls.__init__``, and of its bases' while each passes ``**kwargs`` on (a subclass
+    of torchvision's ``SSD`` that adds one argument takes all of ``SSD``'s too)."""
+    found: Dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass) or klass in (nn.Module, object):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        for p in parameters:
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                found.setdefault(p.name, p)
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return list(found.values())
 
 
 def check_detector_kwargs(detector_class: type, kwargs: Dict[str, Any]) -> None:
@@ -31,7 +48,7 @@ def check_detector_kwargs(detector_class: type, kwargs: Dict[str, Any]) -> None:
     Raises:
         TypeError: naming the keyword, the closest valid one and the list.
     """
-    known = [p for p in inspect.signature(detector_class.__init__).parameters if p not in _SET_BY_BUILDERS]
+    known = [p.name for p in init_parameters(detector_class) if p.name not in _SET_BY_BUILDERS]
     for key in kwargs:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)

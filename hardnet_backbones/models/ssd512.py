@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models import Weights, WeightsEnum
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
-from torchvision.models.detection.ssd import SSD, SSDHead
+from torchvision.models.detection.ssd import SSDHead
 
 from ..errors import CheckpointError
 from .backbone import WeightsBackbone, check_detector_classes, resolve_trainable_levels
@@ -29,6 +29,7 @@ from .layers import ConvLayer
 from .published_base import BaseSpec, base_levels, build_base, freeze_base_levels, imagenet_base_weights, load_base
 from .published_weights import classes_with_weights, coco_categories, resolve_weights, to_image_tensor
 from .registry import register_model
+from .ssd512_postprocess import InclusiveBoxesTransform, PublishedSSD
 from .state_dict import match_state_dict, rename_prefixes, unwrap_state_dict
 
 __all__ = ['SSD512HarDNetBackbone', 'L2Norm', 'SSD512_HarDNet68_Weights', 'SSD512_HarDNet85_Weights',
@@ -111,6 +112,7 @@ class SSD512HarDNetBackbone(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out')
         self.l2norm = L2Norm(channels[_L2NORM_AFTER])
+        self.l2norm_after = _L2NORM_AFTER  # an attribute: TorchScript reads no module globals
         self.extras = _extras(last)
         self.levels = base_levels(self.base)
         self.out_channels = [channels[_L2NORM_AFTER], last, 512, 256, 256, 256, 256]
@@ -119,7 +121,7 @@ class SSD512HarDNetBackbone(nn.Module):
         maps: List[torch.Tensor] = []
         for i, module in enumerate(self.base):
             x = module(x)
-            if i == _L2NORM_AFTER:
+            if i == self.l2norm_after:
                 maps.append(self.l2norm(x))
         x = self.bridge(x)
         maps.append(x)
@@ -143,7 +145,7 @@ _PUBLISHED_NAMES = (('base.', 'backbone.base.'), ('bridge.', 'backbone.bridge.')
                     ('conf.', 'head.classification_head.module_list.'))
 
 
-def ssd512_checkpoint_filter(state_dict: Dict[str, Any], model: SSD,
+def ssd512_checkpoint_filter(state_dict: Dict[str, Any], model: PublishedSSD,
                              replace_classifier: bool = False) -> Dict[str, torch.Tensor]:
     """Published SSD512-HarDNet keys (``base.*``, ``L2Norm.weight``, ``loc.*``, ``conf.*``; with or without
     ``module.``) or ours -> this model's, validated strictly. A published file's first convolution takes BGR: its
@@ -199,22 +201,25 @@ _WEIGHTS = {'hardnet68': SSD512_HarDNet68_Weights, 'hardnet85': SSD512_HarDNet85
 
 def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional[int],
             weights_backbone: WeightsBackbone, trainable_backbone_layers: Optional[int], size: Optional[int],
-            **kwargs: Any) -> SSD:
+            inclusive_boxes: Optional[bool], **kwargs: Any) -> PublishedSSD:
     state_dict = resolve_weights(weights, _WEIGHTS[variant], progress) if weights is not None else None
-    published_classes = weights_classes(unwrap_state_dict(state_dict)) if state_dict is not None else None
+    tensors = unwrap_state_dict(state_dict) if state_dict is not None else {}
+    published_classes = weights_classes(tensors) if state_dict is not None else None
     num_classes, replace = classes_with_weights(num_classes, published_classes, 91, f'ssd512_{variant}', 'class head')
     check_detector_classes(num_classes)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < _MIN_SIZE):
         raise ValueError(f'size must be an integer of at least {_MIN_SIZE} pixels (the last extra layer, a 4x4 '
                          f'convolution, needs a 2x2 map at stride 256), got {size!r}')
-    check_detector_kwargs(SSD, kwargs)
+    if inclusive_boxes is not None and not isinstance(inclusive_boxes, bool):
+        raise ValueError(f'inclusive_boxes must be true, false or null (automatic), got {inclusive_boxes!r}')
+    check_detector_kwargs(PublishedSSD, kwargs)
     backbone = SSD512HarDNetBackbone(variant)
     anchors = published_ssd512_anchors()
     head = SSDHead(backbone.out_channels, anchors.num_anchors_per_location(), num_classes)
-    # the published post-processing, as near as torchvision's allows: score 0.02, NMS 0.45, 200 per image
+    # the published post-processing: score 0.02, NMS 0.45, the best 50 per class, 200 per image
     defaults: Dict[str, Any] = dict(image_mean=list(SSD512_MEAN_RGB), image_std=list(SSD512_STD_RGB),
                                     score_thresh=0.02, nms_thresh=0.45, detections_per_img=200)
-    model = SSD(backbone, anchors, (size or 512,) * 2, num_classes, head=head, **{**defaults, **kwargs})
+    model = PublishedSSD(backbone, anchors, (size or 512,) * 2, num_classes, head=head, **{**defaults, **kwargs})
     levels = backbone.levels[-1] + 1
     pretrained = weights is not None or weights_backbone not in (None, False)
     trainable = resolve_trainable_levels(trainable_backbone_layers, pretrained, levels, 3)
@@ -226,7 +231,12 @@ def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional
         load_base(backbone.base, imagenet_base_weights(weights_backbone, variant), 'SSD512 backbone', optional=bridge)
     if trainable < levels:
         freeze_base_levels(backbone.base, trainable)
-    return check_detector_images(model)
+    model = check_detector_images(model)
+    if inclusive_boxes is None:  # the published files learnt inclusive boxes; a new class head learns ours
+        inclusive_boxes = 'L2Norm.weight' in tensors and not replace
+    if inclusive_boxes:
+        model.transform = InclusiveBoxesTransform.like(model.transform)
+    return model
 
 
 _DOC = """
@@ -240,28 +250,33 @@ _DOC = """
             the published layout).
         trainable_backbone_layers: ``base`` levels trained, counted from the deepest (0-4; default 3 with weights).
         size: the square input (default 512, as published).
-        kwargs: passed to ``torchvision.models.detection.SSD`` (``score_thresh``, ``nms_thresh``, ...).
+        inclusive_boxes: add 1 to each output box's ``x2`` and ``y2``, for weights trained on inclusive boxes
+            (``x2 = x1 + w - 1``) as the published ones were (default: True for a published file with its class
+            head, else False).
+        kwargs: passed to :class:`~hardnet_backbones.models.ssd512_postprocess.PublishedSSD`, torchvision's
+            ``SSD`` with the published post-processing (``score_thresh`` 0.02, ``nms_thresh`` 0.45,
+            ``per_class_detections`` 50, ``detections_per_img`` 200, ties kept).
 """
 
 
-@register_model('detection', input_size=512, kwargs_class=SSD, checkpoint_filter=ssd512_checkpoint_filter)
+@register_model('detection', input_size=512, kwargs_class=PublishedSSD, checkpoint_filter=ssd512_checkpoint_filter)
 def ssd512_hardnet68(*, weights: Optional[Union[str, Path, SSD512_HarDNet68_Weights]] = None, progress: bool = True,
                      num_classes: Optional[int] = None, weights_backbone: WeightsBackbone = None,
                      trainable_backbone_layers: Optional[int] = None, size: Optional[int] = None,
-                     **kwargs: Any) -> SSD:
+                     inclusive_boxes: Optional[bool] = None, **kwargs: Any) -> PublishedSSD:
     return _ssd512('hardnet68', weights=weights, progress=progress, num_classes=num_classes,
                    weights_backbone=weights_backbone, trainable_backbone_layers=trainable_backbone_layers, size=size,
-                   **kwargs)
+                   inclusive_boxes=inclusive_boxes, **kwargs)
 
 
-@register_model('detection', input_size=512, kwargs_class=SSD, checkpoint_filter=ssd512_checkpoint_filter)
+@register_model('detection', input_size=512, kwargs_class=PublishedSSD, checkpoint_filter=ssd512_checkpoint_filter)
 def ssd512_hardnet85(*, weights: Optional[Union[str, Path, SSD512_HarDNet85_Weights]] = None, progress: bool = True,
                      num_classes: Optional[int] = None, weights_backbone: WeightsBackbone = None,
                      trainable_backbone_layers: Optional[int] = None, size: Optional[int] = None,
-                     **kwargs: Any) -> SSD:
+                     inclusive_boxes: Optional[bool] = None, **kwargs: Any) -> PublishedSSD:
     return _ssd512('hardnet85', weights=weights, progress=progress, num_classes=num_classes,
                    weights_backbone=weights_backbone, trainable_backbone_layers=trainable_backbone_layers, size=size,
-                   **kwargs)
+                   inclusive_boxes=inclusive_boxes, **kwargs)
 
 
 ssd512_hardnet68.__doc__ = ('SSD512-HarDNet68 as published (25.7 M parameters with 81 classes; 31.7 COCO test-dev '
