@@ -39,7 +39,8 @@ def test_published_files_load_strictly_and_have_the_published_size(name, tmp_pat
     torch.save({f'module.{k}': v for k, v in reference(name).state_dict().items()}, path)  # a plain state dict
     model = create_model(name, weights=path, trainable_backbone_layers=4)
     entries, parameters = PUBLISHED[name]
-    assert len(model.state_dict()) == entries and sum(p.numel() for p in model.parameters()) == parameters
+    assert len(model.state_dict()) == entries + 1  # and transform.inclusive_boxes, on for the published file
+    assert sum(p.numel() for p in model.parameters()) == parameters and model.transform.inclusive_boxes == 1
     assert model.head.classification_head.num_columns == 81
 
 

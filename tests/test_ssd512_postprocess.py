@@ -4,7 +4,8 @@ published loop, on its own and through the model."""
 import pytest
 import torch
 
-from hardnet_backbones.models import create_model
+from hardnet_backbones.models import create_model, get_model_entry
+from hardnet_backbones.models.ssd512 import ssd512_checkpoint_filter
 from hardnet_backbones.models.ssd512_postprocess import InclusiveBoxesTransform, published_ssd_detections
 
 from .reference_ssd512 import (
@@ -62,7 +63,7 @@ def test_the_model_gives_the_published_detections_and_coco_boxes(tmp_path, heigh
     path = tmp_path / 'SSD512_HarDNet68_COCO.pth'
     torch.save({f'module.{k}': v for k, v in net.state_dict().items()}, path)
     model = create_model('ssd512_hardnet68', weights=path).eval()
-    assert isinstance(model.transform, InclusiveBoxesTransform)  # a published file with its class head
+    assert model.transform.inclusive_boxes == 1  # a published file with its class head
     heads = []
     model.head.register_forward_hook(lambda module, inputs, output: heads.append(output))
     image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(1))
@@ -80,15 +81,31 @@ def test_the_model_gives_the_published_detections_and_coco_boxes(tmp_path, heigh
                                rtol=0, atol=1e-3)
 
 
+def inclusive(model):
+    assert isinstance(model.transform, InclusiveBoxesTransform)
+    return float(model.transform.inclusive_boxes)
+
+
 def test_inclusive_boxes_follow_the_weights_and_bad_settings_are_one_line(tmp_path):
     path = tmp_path / 'coco.pth'
-    torch.save(ReferenceSSD512(68).state_dict(), path)
-    assert not isinstance(create_model('ssd512_hardnet68', weights=path, num_classes=5).transform,
-                          InclusiveBoxesTransform)  # a new class head learns the package's boxes
-    assert not isinstance(create_model('ssd512_hardnet68', weights=path, inclusive_boxes=False).transform,
-                          InclusiveBoxesTransform)
-    model = create_model('ssd512_hardnet68', num_classes=3, size=288, inclusive_boxes=True)
-    assert isinstance(model.transform, InclusiveBoxesTransform) and model.transform.detector == 'PublishedSSD'
+    published = ReferenceSSD512(68).state_dict()
+    torch.save(published, path)
+    assert inclusive(create_model('ssd512_hardnet68', weights=path)) == 1
+    assert inclusive(create_model('ssd512_hardnet68', weights=path, num_classes=5)) == 0  # a new class head
+    assert inclusive(create_model('ssd512_hardnet68', weights=path, inclusive_boxes=False)) == 0  # the setting wins
+    assert inclusive(create_model('ssd512_hardnet68', num_classes=3, size=288, inclusive_boxes=True)) == 1
+    # loaded after building, as tools/evaluate.py --checkpoint does, then saved and loaded as a run's checkpoint
+    built = create_model('ssd512_hardnet68', num_classes=81)
+    assert inclusive(built) == 0
+    built.load_state_dict(get_model_entry('ssd512_hardnet68').checkpoint_filter(published, built))
+    assert inclusive(built) == 1
+    reloaded = create_model('ssd512_hardnet68', num_classes=81)
+    reloaded.load_state_dict(ssd512_checkpoint_filter(built.state_dict(), reloaded))
+    assert inclusive(reloaded) == 1
+    explicit = create_model('ssd512_hardnet68', num_classes=81, inclusive_boxes=False)
+    explicit.load_state_dict(ssd512_checkpoint_filter(published, explicit))
+    assert inclusive(explicit) == 0
+    assert create_model('ssd512_hardnet68', num_classes=3).transform.detector == 'PublishedSSD'
     with pytest.raises(TypeError, match='no cap before NMS'):
         create_model('ssd512_hardnet68', num_classes=3, topk_candidates=100)
     with pytest.raises(ValueError, match='per_class_detections must be an integer >= 1'):

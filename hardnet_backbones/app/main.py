@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..cli.common import USER_ERRORS, default_device, positive_int, report_user_error, torch_device
+from ..cli.common import (
+    USER_ERRORS, default_device, port_number, positive_float, positive_int, report_user_error, torch_device)
 from ..errors import ConfigError, MissingExtraError
 from .catalog import build_catalog
 from .loading import ModelLoader
@@ -18,20 +19,6 @@ __all__ = ['main', 'get_args_parser', 'create_app']
 
 _logger = logging.getLogger('hardnet.app')
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be above 0, got {text}')
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f'a port is 1 to 65535, got {value}')
-    return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -54,7 +41,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to serve on; the default serves this machine only, 0.0.0.0 every network '
                              'this machine is on (anyone there can use it; there is no login) (default: %(default)s)')
-    parser.add_argument('--port', type=_port, default=7860, help='port to serve on (default: %(default)s)')
+    parser.add_argument('--port', type=port_number, default=7860, help='port to serve on (default: %(default)s)')
     parser.add_argument('--device', type=torch_device, default=default_device(),
                         help='torch device: cpu or cuda[:N] (default: %(default)s)')
     parser.add_argument('--max-file-size', default='25mb',
@@ -62,7 +49,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--max-side', type=positive_int, default=DEFAULT_MAX_SIDE,
                         help='images whose longer side exceeds this many pixels are shrunk to it first, and the page '
                              'says so (default: %(default)s)')
-    parser.add_argument('--max-megapixels', type=_positive_float, default=DEFAULT_MAX_MEGAPIXELS,
+    parser.add_argument('--max-megapixels', type=positive_float, default=DEFAULT_MAX_MEGAPIXELS,
                         help='images of more pixels are refused from their header, before decoding (decompression '
                              'bombs) (default: %(default)s)')
     parser.add_argument('--queue-size', type=positive_int, default=16,

@@ -108,6 +108,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    value = float(text)
+    if not (0 < value < float('inf')):
+        raise argparse.ArgumentTypeError(f'must be a finite number above 0, got {text}')
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1 to 65535."""
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f'a port is 1 to 65535, got {value}')
+    return value
+
+
 def add_prediction_args(parser: argparse.ArgumentParser, default_out_dir: str) -> None:
     """The inputs, checkpoint, output folder and device of the tools that run a trained model."""
     parser.add_argument('images', nargs='+',

@@ -29,7 +29,7 @@ from .layers import ConvLayer
 from .published_base import BaseSpec, base_levels, build_base, freeze_base_levels, imagenet_base_weights, load_base
 from .published_weights import classes_with_weights, coco_categories, resolve_weights, to_image_tensor
 from .registry import register_model
-from .ssd512_postprocess import InclusiveBoxesTransform, PublishedSSD
+from .ssd512_postprocess import INCLUSIVE_BOXES_KEY, InclusiveBoxesTransform, PublishedSSD, inclusive_boxes_entry
 from .state_dict import match_state_dict, rename_prefixes, unwrap_state_dict
 
 __all__ = ['SSD512HarDNetBackbone', 'L2Norm', 'SSD512_HarDNet68_Weights', 'SSD512_HarDNet85_Weights',
@@ -150,12 +150,17 @@ def ssd512_checkpoint_filter(state_dict: Dict[str, Any], model: PublishedSSD,
     """Published SSD512-HarDNet keys (``base.*``, ``L2Norm.weight``, ``loc.*``, ``conf.*``; with or without
     ``module.``) or ours -> this model's, validated strictly. A published file's first convolution takes BGR: its
     input channels are reversed for the RGB images this model normalises. ``replace_classifier`` leaves the class
-    head out (fine-tuning to another class count keeps everything else)."""
+    head out (fine-tuning to another class count keeps everything else). ``transform.inclusive_boxes`` follows
+    :func:`~hardnet_backbones.models.ssd512_postprocess.inclusive_boxes_entry` (1 for a published file with its
+    class head, unless the model was built with ``inclusive_boxes`` set)."""
     tensors = unwrap_state_dict(state_dict)
     published = 'L2Norm.weight' in tensors
     renamed = rename_prefixes(tensors, _PUBLISHED_NAMES) if published else dict(tensors)
     if published:
         renamed['backbone.base.0.conv.weight'] = renamed['backbone.base.0.conv.weight'].flip(1)
+    renamed[INCLUSIVE_BOXES_KEY] = inclusive_boxes_entry(getattr(model, 'inclusive_boxes', None),
+                                                         published and not replace_classifier, renamed,
+                                                         model.state_dict())
     classifier = 'head.classification_head.'
     if replace_classifier:
         renamed = {k: v for k, v in renamed.items() if not k.startswith(classifier)}
@@ -203,8 +208,7 @@ def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional
             weights_backbone: WeightsBackbone, trainable_backbone_layers: Optional[int], size: Optional[int],
             inclusive_boxes: Optional[bool], **kwargs: Any) -> PublishedSSD:
     state_dict = resolve_weights(weights, _WEIGHTS[variant], progress) if weights is not None else None
-    tensors = unwrap_state_dict(state_dict) if state_dict is not None else {}
-    published_classes = weights_classes(tensors) if state_dict is not None else None
+    published_classes = weights_classes(unwrap_state_dict(state_dict)) if state_dict is not None else None
     num_classes, replace = classes_with_weights(num_classes, published_classes, 91, f'ssd512_{variant}', 'class head')
     check_detector_classes(num_classes)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < _MIN_SIZE):
@@ -223,6 +227,10 @@ def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional
     levels = backbone.levels[-1] + 1
     pretrained = weights is not None or weights_backbone not in (None, False)
     trainable = resolve_trainable_levels(trainable_backbone_layers, pretrained, levels, 3)
+    model = check_detector_images(model)
+    model.transform = InclusiveBoxesTransform.like(model.transform)
+    model.inclusive_boxes = inclusive_boxes  # the setting; None: the weights' (see ssd512_checkpoint_filter)
+    model.transform.inclusive_boxes.fill_(bool(inclusive_boxes))
     if state_dict is not None:
         model.load_state_dict(ssd512_checkpoint_filter(state_dict, model, replace_classifier=replace),
                               strict=not replace)
@@ -231,11 +239,6 @@ def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional
         load_base(backbone.base, imagenet_base_weights(weights_backbone, variant), 'SSD512 backbone', optional=bridge)
     if trainable < levels:
         freeze_base_levels(backbone.base, trainable)
-    model = check_detector_images(model)
-    if inclusive_boxes is None:  # the published files learnt inclusive boxes; a new class head learns ours
-        inclusive_boxes = 'L2Norm.weight' in tensors and not replace
-    if inclusive_boxes:
-        model.transform = InclusiveBoxesTransform.like(model.transform)
     return model
 
 
@@ -251,8 +254,9 @@ _DOC = """
         trainable_backbone_layers: ``base`` levels trained, counted from the deepest (0-4; default 3 with weights).
         size: the square input (default 512, as published).
         inclusive_boxes: add 1 to each output box's ``x2`` and ``y2``, for weights trained on inclusive boxes
-            (``x2 = x1 + w - 1``) as the published ones were (default: True for a published file with its class
-            head, else False).
+            (``x2 = x1 + w - 1``) as the published ones were. Default (None): the weights' own: on for a published
+            file with its class head (also loaded later, as ``tools/evaluate.py --checkpoint`` does), kept from a
+            checkpoint of ours, else off.
         kwargs: passed to :class:`~hardnet_backbones.models.ssd512_postprocess.PublishedSSD`, torchvision's
             ``SSD`` with the published post-processing (``score_thresh`` 0.02, ``nms_thresh`` 0.45,
             ``per_class_detections`` 50, ``detections_per_img`` 200, ties kept).

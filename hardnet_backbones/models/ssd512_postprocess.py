@@ -5,10 +5,10 @@ best ``per_class`` survivors are kept; over all classes, if more than ``per_imag
 at least the ``per_image``-th best score is kept (ties keep more). Boxes are not clipped to the image. torchvision's
 ``SSD`` instead keeps the best ``topk_candidates`` per class *before* NMS, caps at exactly ``detections_per_img``
 and clips. The published training boxes are inclusive (``x2 = x1 + w - 1``) and its COCO results add 1 to the
-width and height: :class:`InclusiveBoxesTransform` adds 1 to ``x2`` and ``y2`` for a model that learnt from them.
+width and height: :class:`InclusiveBoxesTransform` adds 1 to ``x2`` and ``y2`` for weights that learnt from them.
 The published code's background filter came after its AP figures were measured and is left out.
 """
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,8 @@ from torchvision.ops import batched_nms
 
 from .detection_transform import CheckedTransform
 
-__all__ = ['published_ssd_detections', 'PublishedSSD', 'InclusiveBoxesTransform']
+__all__ = ['published_ssd_detections', 'PublishedSSD', 'InclusiveBoxesTransform', 'inclusive_boxes_entry',
+           'INCLUSIVE_BOXES_KEY']
 
 
 def _rank_within_label(labels: Tensor, num_classes: int) -> Tensor:
@@ -82,9 +83,17 @@ class PublishedSSD(SSD):
         return detections
 
 
+INCLUSIVE_BOXES_KEY = 'transform.inclusive_boxes'
+
+
 class InclusiveBoxesTransform(CheckedTransform):
-    """:class:`CheckedTransform` whose output boxes get 1 added to ``x2`` and ``y2`` (in the original image's
-    pixels): for a detector trained on inclusive boxes (``x2 = x1 + w - 1``), as the published SSD512s were."""
+    """:class:`CheckedTransform` that adds ``inclusive_boxes`` (a saved buffer: 1 or 0) to ``x2`` and ``y2`` of the
+    output boxes, in the original image's pixels: 1 for a detector trained on inclusive boxes (``x2 = x1 + w - 1``),
+    as the published SSD512s were. Saved with the weights, so that a run's checkpoint keeps its weights' setting."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.register_buffer('inclusive_boxes', torch.zeros(()))
 
     def postprocess(self, result: List[Dict[str, Tensor]], image_shapes: List[Tuple[int, int]],
                     original_image_sizes: List[Tuple[int, int]]) -> List[Dict[str, Tensor]]:
@@ -93,13 +102,25 @@ class InclusiveBoxesTransform(CheckedTransform):
             return result
         for output, resized, original in zip(result, image_shapes, original_image_sizes):
             boxes = resize_boxes(output['boxes'], resized, original)
-            output['boxes'] = boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=boxes.dtype, device=boxes.device)
+            ends = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=boxes.dtype, device=boxes.device)
+            output['boxes'] = boxes + ends * self.inclusive_boxes.to(boxes.dtype)
         return result
 
     @classmethod
     def like(cls, transform: CheckedTransform) -> 'InclusiveBoxesTransform':
-        """This transform with ``transform``'s settings."""
+        """This transform with ``transform``'s settings (``inclusive_boxes`` 0)."""
         inclusive = cls(transform.min_size, transform.max_size, transform.image_mean, transform.image_std,
                         transform.size_divisible, transform.fixed_size, _skip_resize=transform._skip_resize)
         inclusive.detector = transform.detector
         return inclusive
+
+
+def inclusive_boxes_entry(setting: Optional[bool], published_head_kept: bool,
+                          state_dict: Dict[str, Tensor], model_state: Dict[str, Tensor]) -> Tensor:
+    """The ``transform.inclusive_boxes`` a model loads: its own ``setting`` where one was given; else 1 for a
+    published file with its class head, the value saved in a file of ours, or the model's own (0)."""
+    if setting is not None:
+        return torch.tensor(float(setting))
+    if published_head_kept:
+        return torch.tensor(1.0)
+    return state_dict.get(INCLUSIVE_BOXES_KEY, model_state[INCLUSIVE_BOXES_KEY]).clone()
