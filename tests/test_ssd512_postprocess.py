@@ -36,6 +36,23 @@ def test_equals_the_published_loop(per_class, per_image):
     assert min(b[0] for _, _, b in got) < 0  # not clipped
 
 
+@pytest.mark.parametrize('window', [1, 3, 1000])
+def test_nms_on_each_class_best_candidates_keeps_what_nms_on_all_keeps(window):
+    from torchvision.ops import batched_nms
+
+    from hardnet_backbones.models.ssd512_postprocess import _nms_on_the_best, _rank_within_label
+    boxes, scores = clustered_boxes_and_scores(n=2000)
+    prior, label = torch.nonzero(scores[:, 1:] > 0.02, as_tuple=True)
+    label = label + 1
+    score = scores[prior, label]
+    for per_class in (1, 4, 50):
+        full = batched_nms(boxes[prior], score, label, 0.45)
+        full = full[_rank_within_label(label[full], 6) < per_class]
+        best = _nms_on_the_best(boxes[prior], score, label, 0.45, per_class, 6, window)
+        best = best[_rank_within_label(label[best], 6) < per_class]
+        assert torch.equal(best, full), (window, per_class)
+
+
 def test_the_cap_per_image_keeps_ties_and_the_caps_bite():
     boxes, scores = clustered_boxes_and_scores()
     boxes_c, scores_c, labels_c = published_ssd_detections(boxes, scores, 0.02, 0.45, 3, 10_000)
