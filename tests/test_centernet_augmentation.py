@@ -91,7 +91,7 @@ def test_the_engine_feeds_it_to_centernet_and_the_loss_trains_on_it(shapes_root,
     from hardnet_backbones.engine.task import create_task
     from hardnet_backbones.models import create_model
 
-    cfg = _config(shapes_root, tmp_path)
+    cfg = _config(shapes_root, tmp_path, 'data.augmentation=auto')  # auto: the published one for CenterNet
     task = create_task(cfg)
     dataset = task.build_dataset(cfg.data.train_split, train=True)
     assert isinstance(dataset.transform, CenterNetTrainTransform) and dataset.transform.size == 64
@@ -101,7 +101,7 @@ def test_the_engine_feeds_it_to_centernet_and_the_loss_trains_on_it(shapes_root,
     model = create_model('centernet_hardnet68', num_classes=dataset.num_classes, size=64).train()
     losses = model([image], [target])
     assert torch.isfinite(sum(losses.values()))
-    ssd = create_task(_config(shapes_root, tmp_path, 'data.augmentation=ssd')).build_dataset('train', train=True)
+    ssd = create_task(_config(shapes_root, tmp_path)).build_dataset('train', train=True)  # the CPU config's ssd
     assert not isinstance(ssd.transform, CenterNetTrainTransform)
     other = _config(shapes_root, tmp_path, name='configs/detection/shapes_ssdlite320_hardnet39ds.yaml')
     assert not isinstance(create_task(other).build_dataset('train', train=True).transform, CenterNetTrainTransform)
