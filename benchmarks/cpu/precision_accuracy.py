@@ -3,12 +3,13 @@
 
 bfloat16 is applied with ``with_autocast`` directly, so it also runs (emulated, slowly) on CPUs without
 AVX512_BF16 / AMX, where ``optimize_for_inference`` refuses it: the numbers are the same, the speed is not.
-Writes ``precision_accuracy.json`` next to this file, keeping the runs it already holds from the same machine.
+Writes ``precision_accuracy.json`` next to this file (or ``--output``), keeping the runs it already holds from the
+same machine.
 
-Usage: python benchmarks/cpu/precision_accuracy.py RUN_FOLDER [RUN_FOLDER ...]
+Usage: python benchmarks/cpu/precision_accuracy.py RUN_FOLDER [RUN_FOLDER ...] [--output FILE]
 """
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from hardnet_backbones.deploy import calibration_images, optimize_for_inference
@@ -38,15 +39,14 @@ def _int8(run: Path):
                                                       calibration=calibration_images(images, task, model))
 
 
-def _previous_report() -> dict:
+def _previous_report(path: Path) -> dict:
     """The runs measured before on this machine (a report from another machine is started afresh)."""
-    path = Path(__file__).with_name('precision_accuracy.json')
     previous = json.loads(path.read_text()) if path.exists() else {}
     return previous if previous.get('machine') == describe_cpu() else dict(machine=describe_cpu(), runs={})
 
 
-def main(runs):
-    report = _previous_report()
+def main(runs, output: Path):
+    report = _previous_report(output)
     for run in map(Path, runs):
         results = {}
         for form, optimize in {**FORMS, 'int8 (onnxruntime)': _int8(run)}.items():
@@ -55,8 +55,13 @@ def main(runs):
             results[form] = {k: metrics[k] for k in keep if k in metrics}
             print(run, form, results[form], flush=True)
         report['runs'][str(run)] = results
-    write_text_atomic(Path(__file__).with_name('precision_accuracy.json'), json.dumps(report, indent=2))
+    write_text_atomic(output, json.dumps(report, indent=2))
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('runs', nargs='+', help='run folders (their best.pth)')
+    parser.add_argument('--output', type=Path, default=Path(__file__).with_name('precision_accuracy.json'),
+                        help='the report (default: precision_accuracy.json next to this script)')
+    args = parser.parse_args()
+    main(args.runs, args.output)
