@@ -152,12 +152,13 @@ class CheckedTransform(GeneralizedRCNNTransform):
         return (image - mean[:, None, None]) / std[:, None, None]
 
 
-def check_detector_images(model: nn.Module) -> nn.Module:
-    """Give a torchvision detector a :class:`CheckedTransform` with the settings of its own; returns the model."""
+def check_detector_images(model: nn.Module, transform_class: type = CheckedTransform) -> nn.Module:
+    """Give a torchvision detector a :class:`CheckedTransform` (or ``transform_class``, a subclass) with the
+    settings of its own; returns the model."""
     t = model.transform
     _check_sizes(t.min_size, t.max_size)
-    checked = CheckedTransform(t.min_size, t.max_size, t.image_mean, t.image_std, t.size_divisible, t.fixed_size,
-                               _skip_resize=t._skip_resize)
+    checked = transform_class(t.min_size, t.max_size, t.image_mean, t.image_std, t.size_divisible, t.fixed_size,
+                              _skip_resize=t._skip_resize)
     checked.detector = type(model).__name__
     model.transform = checked
     return model

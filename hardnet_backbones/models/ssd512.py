@@ -227,8 +227,7 @@ def _ssd512(variant: str, *, weights: Any, progress: bool, num_classes: Optional
     levels = backbone.levels[-1] + 1
     pretrained = weights is not None or weights_backbone not in (None, False)
     trainable = resolve_trainable_levels(trainable_backbone_layers, pretrained, levels, 3)
-    model = check_detector_images(model)
-    model.transform = InclusiveBoxesTransform.like(model.transform)
+    model = check_detector_images(model, InclusiveBoxesTransform)
     model.inclusive_boxes = inclusive_boxes  # the setting; None: the weights' (see ssd512_checkpoint_filter)
     model.transform.inclusive_boxes.fill_(bool(inclusive_boxes))
     if state_dict is not None:

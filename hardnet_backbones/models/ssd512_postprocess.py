@@ -131,14 +131,6 @@ class InclusiveBoxesTransform(CheckedTransform):
             output['boxes'] = boxes + ends * self.inclusive_boxes.to(boxes.dtype)
         return result
 
-    @classmethod
-    def like(cls, transform: CheckedTransform) -> 'InclusiveBoxesTransform':
-        """This transform with ``transform``'s settings (``inclusive_boxes`` 0)."""
-        inclusive = cls(transform.min_size, transform.max_size, transform.image_mean, transform.image_std,
-                        transform.size_divisible, transform.fixed_size, _skip_resize=transform._skip_resize)
-        inclusive.detector = transform.detector
-        return inclusive
-
 
 def inclusive_boxes_entry(setting: Optional[bool], published_head_kept: bool,
                           state_dict: Dict[str, Tensor], model_state: Dict[str, Tensor]) -> Tensor:
