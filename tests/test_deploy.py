@@ -126,6 +126,24 @@ def test_int8_detector_keeps_pre_and_post_processing_float(tmp_path):
     assert any(name.startswith('/model/head/') for name in consumers)
 
 
+@pytest.mark.slow
+def test_int8_keeps_a_detectors_pointwise_output_convolutions_float(tmp_path):
+    """CenterNet's heads end in 1x1 convolutions giving the raw heatmap and box maps: int8 outputs there cost mAP
+    (docs/deployment.md), so they stay float while the 3x3 convolutions before them are quantized."""
+    from hardnet_backbones.models import create_model
+    torch.manual_seed(0)
+    model = create_model('centernet_hardnet68', num_classes=4, size=64).eval()
+    path = quantize_to_onnx(model, tmp_path / 'cn.onnx', 'detection', [torch.rand(3, 64, 64) for _ in range(2)],
+                            (64, 64))
+    graph = onnx.load(str(path)).graph
+    dequantized = {out for node in graph.node if node.op_type == 'DequantizeLinear' for out in node.output}
+    quantized = {node.name: bool(dequantized & set(node.input)) for node in graph.node if node.op_type == 'Conv'}
+    head = {name: q for name, q in quantized.items() if name.startswith('/model/head/')}
+    assert head == {'/model/head/heatmap/heatmap.0/Conv': True, '/model/head/heatmap/heatmap.2/Conv': False,
+                    '/model/head/box/box.0/Conv': True, '/model/head/box/box.2/Conv': False}
+    assert sum(quantized.values()) == len(quantized) - 2
+
+
 def test_int8_needs_real_calibration_inputs():
     model = _model('classification')
     with pytest.raises(ValueError, match='needs calibration'):

@@ -16,8 +16,8 @@ and float32 outputs:
   ``calibration`` is given; bfloat16 on CPUs with native support; float32 otherwise.
 
 Detectors keep their pre- and post-processing (resize, normalisation, box decoding, NMS) in float:
-only the backbone and the head's convolutions are quantized. Segmenters likewise keep the final
-upsampling of the logits in float.
+only the backbone and the head's convolutions are quantized, the head's pointwise output convolutions
+excepted. Segmenters likewise keep the final upsampling of the logits in float.
 """
 import logging
 import tempfile
