@@ -14,7 +14,7 @@ from .backbone import check_detector_classes
 from .layers import MIN_INPUT_SIZE
 
 __all__ = ['CheckedTransform', 'check_detector_images', 'check_detector_kwargs', 'check_detector_settings',
-           'init_parameters', 'MAX_IMAGE_SIDE']
+           'init_parameters', 'MAX_IMAGE_SIDE', 'SET_BY_BUILDERS']
 
 # the largest side a detector may resize its images to: a 8192 x 8192 float image batch is already ~800 MB
 MAX_IMAGE_SIDE = 8192
@@ -22,7 +22,8 @@ _PROPORTION = re.compile(r'(?:thresh|fraction)$')  # settings in [0, 1]
 # settings of at least 1
 _COUNT = re.compile(r'(?:top_n_(?:train|test)|per_img|per_image|topk_candidates|per_class_detections)$')
 
-_SET_BY_BUILDERS = ('self', 'backbone', 'num_classes', 'anchor_generator', 'size', 'head', 'kwargs')
+# the detector classes' arguments that our builders set themselves
+SET_BY_BUILDERS = ('self', 'backbone', 'num_classes', 'anchor_generator', 'size', 'head', 'kwargs')
 
 
 def init_parameters(cls: type) -> List[inspect.Parameter]:
@@ -48,7 +49,7 @@ def check_detector_kwargs(detector_class: type, kwargs: Dict[str, Any]) -> None:
     Raises:
         TypeError: naming the keyword, the closest valid one and the list.
     """
-    known = [p.name for p in init_parameters(detector_class) if p.name not in _SET_BY_BUILDERS]
+    known = [p.name for p in init_parameters(detector_class) if p.name not in SET_BY_BUILDERS]
     for key in kwargs:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 import torch.nn as nn
 
-from .detection_transform import check_detector_settings, init_parameters
+from .detection_transform import SET_BY_BUILDERS, check_detector_settings, init_parameters
 
 __all__ = ['ModelEntry', 'register_model', 'register_timm_model', 'get_model_entry', 'list_models', 'create_model',
            'TORCHVISION_PREFIX', 'TASKS', 'DEFAULT_NUM_CLASSES']
@@ -75,9 +75,8 @@ class ModelEntry:
         found = {p.name: p for p in named(self.builder)}
         takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(self.builder).parameters.values())
         if self.kwargs_class is not None and takes_kwargs:
-            taken_by_builder = ('self', 'backbone', 'num_classes', 'anchor_generator', 'size', 'head')
             for p in init_parameters(self.kwargs_class):
-                if p.name not in taken_by_builder:
+                if p.name not in SET_BY_BUILDERS:
                     found.setdefault(p.name, p)
         return {name: p for name, p in found.items() if name not in self.fixed}
 

@@ -159,8 +159,9 @@ def ssd512_checkpoint_filter(state_dict: Dict[str, Any], model: PublishedSSD,
     if published:
         renamed['backbone.base.0.conv.weight'] = renamed['backbone.base.0.conv.weight'].flip(1)
     renamed[INCLUSIVE_BOXES_KEY] = inclusive_boxes_entry(getattr(model, 'inclusive_boxes', None),
-                                                         published and not replace_classifier, renamed,
-                                                         model.state_dict())
+                                                         published and not replace_classifier,
+                                                         renamed.get(INCLUSIVE_BOXES_KEY),
+                                                         model.transform.inclusive_boxes)
     classifier = 'head.classification_head.'
     if replace_classifier:
         renamed = {k: v for k, v in renamed.items() if not k.startswith(classifier)}

@@ -132,12 +132,12 @@ class InclusiveBoxesTransform(CheckedTransform):
         return result
 
 
-def inclusive_boxes_entry(setting: Optional[bool], published_head_kept: bool,
-                          state_dict: Dict[str, Tensor], model_state: Dict[str, Tensor]) -> Tensor:
+def inclusive_boxes_entry(setting: Optional[bool], published_head_kept: bool, saved: Optional[Tensor],
+                          current: Tensor) -> Tensor:
     """The ``transform.inclusive_boxes`` a model loads: its own ``setting`` where one was given; else 1 for a
-    published file with its class head, the value saved in a file of ours, or the model's own (0)."""
+    published file with its class head, the value ``saved`` in a file of ours, or the model's ``current`` one."""
     if setting is not None:
         return torch.tensor(float(setting))
     if published_head_kept:
         return torch.tensor(1.0)
-    return state_dict.get(INCLUSIVE_BOXES_KEY, model_state[INCLUSIVE_BOXES_KEY]).clone()
+    return (current if saved is None else saved).clone()
