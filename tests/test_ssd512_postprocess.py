@@ -123,7 +123,7 @@ def test_inclusive_boxes_follow_the_weights_and_bad_settings_are_one_line(tmp_pa
     explicit.load_state_dict(ssd512_checkpoint_filter(published, explicit))
     assert inclusive(explicit) == 0
     assert create_model('ssd512_hardnet68', num_classes=3).transform.detector == 'PublishedSSD'
-    with pytest.raises(TypeError, match='no cap before NMS'):
+    with pytest.raises(ValueError, match='no cap before NMS'):
         create_model('ssd512_hardnet68', num_classes=3, topk_candidates=100)
     with pytest.raises(ValueError, match='per_class_detections must be an integer >= 1'):
         create_model('ssd512_hardnet68', num_classes=3, per_class_detections=0)
@@ -152,3 +152,18 @@ def test_onnx_and_torchscript_export_with_the_published_post_processing(tmp_path
     scripted = export_torchscript(model, tmp_path / 'ssd512.pt', 'detection', (288, 288))
     report = validate_torchscript(scripted, model, 'detection', (288, 288), 1e-4, images=[torch.rand(3, 200, 300)])
     assert report['ok'] and report['detections'] > 0, report
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize('kwargs, message', [
+    ('{size: 320, inclusive_boxes: sometimes}', "model.kwargs.inclusive_boxes: expected bool, got 'sometimes'"),
+    ('{size: 320, topk_candidates: 100}', 'no cap before NMS'),
+])
+def test_published_post_processing_settings_in_a_config_are_one_line(shapes_root, tmp_path, kwargs, message):
+    from .helpers import DETECTION, detection_overrides
+    from .test_bad_inputs import assert_refused, run_tool
+    overrides = [f'--set={o}' for o in detection_overrides(shapes_root, tmp_path / 'run', epochs=1, workers=0)]
+    proc = run_tool('train', DETECTION, *overrides, '--set=model.name=ssd512_hardnet68',
+                    f'--set=model.kwargs={kwargs}', cwd=tmp_path)
+    assert_refused(proc, message)
+    assert not (tmp_path / 'run').exists()

@@ -91,8 +91,8 @@ class PublishedSSD(SSD):
 
     def __init__(self, *args: Any, per_class_detections: int = 50, **kwargs: Any):
         if 'topk_candidates' in kwargs:
-            raise TypeError('the published post-processing has no cap before NMS (topk_candidates); it keeps the '
-                            'best per_class_detections of each class after NMS')
+            raise ValueError('the published post-processing has no cap before NMS (topk_candidates); it keeps the '
+                             'best per_class_detections of each class after NMS')
         super().__init__(*args, **kwargs)
         self.per_class_detections = per_class_detections
 
